@@ -1,0 +1,124 @@
+"""Write and read PromptSets as .jsonl, .csv or .parquet, atomically (complete or absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from scrub.atomic import atomic_path
+from scrub.data.promptset import PromptSet, PromptSpec, build_promptset
+from scrub.errors import ScrubError
+
+FORMATS = (".jsonl", ".csv", ".parquet")
+
+
+def records(ps: PromptSet) -> list[dict]:
+    """One JSON-ready dict per prompt (unpadded tokens, positions, names and the full spec)."""
+    out = []
+    for i, spec in enumerate(ps.specs):
+        length = int(ps.mask[i].sum())
+        out.append(
+            {
+                "text": spec.render()[0],
+                "tokens": ps.tokens[i, :length].tolist(),
+                "str_tokens": list(ps.str_tokens[i]),
+                "positions": {k: int(v[i]) for k, v in ps.positions.items()},
+                "names": {"IO": spec.io, "S1": spec.s1, "S2": spec.s2},
+                "answers": {"IO": int(ps.answers[i, 0]), "S": int(ps.answers[i, 1])},
+                "template": spec.template_id,
+                "template_text": spec.template,
+                "order": spec.order,
+                "place": spec.place,
+                "object": spec.obj,
+                "prefix": list(spec.prefix),
+                "prefix_len": int(ps.prefix_len[i]),
+                "lineage": list(ps.lineage),
+            }
+        )
+    return out
+
+
+def write_promptset(ps: PromptSet, path: Path) -> None:
+    """Write ``ps`` to ``path``; the format follows the suffix. Nothing is left on failure."""
+    path = Path(path)
+    if path.suffix not in FORMATS:
+        raise ScrubError(
+            f"cannot write {path.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
+        )
+    recs = records(ps)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".jsonl":
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+        else:
+            frame = pd.DataFrame(_flat(r) for r in recs)
+            if path.suffix == ".csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+
+
+def _flat(r: dict) -> dict:
+    flat = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+    flat |= {f"pos_{k}": v for k, v in r["positions"].items()}
+    flat |= {f"name_{k}": v for k, v in r["names"].items()}
+    flat |= {
+        "tokens": json.dumps(r["tokens"]),
+        "str_tokens": json.dumps(r["str_tokens"]),
+        "prefix": json.dumps(r["prefix"]),
+        "lineage": json.dumps(r["lineage"]),
+    }
+    return flat
+
+
+def read_promptset(path: Path, tokenizer) -> PromptSet:
+    """Rebuild a PromptSet written by :func:`write_promptset`, checking its tokens still match."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScrubError(f"dataset file {path} does not exist")
+    if path.suffix == ".jsonl":
+        recs = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln]
+    elif path.suffix in (".csv", ".parquet"):
+        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        recs = [
+            {
+                **r,
+                "names": {k: r[f"name_{k}"] for k in ("IO", "S1", "S2")},
+                "tokens": json.loads(r["tokens"]),
+                "prefix": json.loads(r["prefix"]),
+                "lineage": json.loads(r["lineage"]),
+            }
+            for r in frame.to_dict("records")
+        ]
+    else:
+        raise ScrubError(
+            f"cannot read {path.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
+        )
+    if not recs:
+        raise ScrubError(f"dataset file {path} has no rows")
+    specs = [
+        PromptSpec(
+            int(r["template"]),
+            r["template_text"],
+            r["order"],
+            r["names"]["IO"],
+            r["names"]["S1"],
+            r["names"]["S2"],
+            r.get("place") or "",
+            r.get("object") or "",
+            tuple(r["prefix"]),
+        )
+        for r in recs
+    ]
+    pool = sorted({n for s in specs for n in (s.io, s.s1, s.s2)})
+    ps = build_promptset(
+        specs, tokenizer, names_pool=pool, lineage=(*recs[0]["lineage"], f"read({path.name})")
+    )
+    for i, r in enumerate(recs):
+        if ps.tokens[i, : len(r["tokens"])].tolist() != list(r["tokens"]):
+            raise ScrubError(
+                f"row {i} of {path} was tokenised with a different tokenizer",
+                fix="pass the tokenizer (or model) that wrote the file",
+            )
+    return ps

@@ -1,0 +1,250 @@
+"""PromptSet: tokenised prompts with named positions, answers and feature columns.
+
+A PromptSet is built from :class:`PromptSpec` rows (what each prompt says) by rendering their text
+and tokenising it with any Hugging Face fast tokenizer. Positions are found from the tokenizer's
+character offsets and then verified by decoding, so a name split into several tokens or merged with
+punctuation can never be silently mislabelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from types import MappingProxyType
+
+import pandas as pd
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from scrub.errors import ScrubError
+
+#: Named positions every IOI PromptSet resolves per row (-1 where a position is undefined).
+POSITION_NAMES = ("IO", "IO-1", "IO+1", "S1", "S1-1", "S1+1", "S2", "END")
+ORDERS = ("ABBA", "BABA")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What one IOI prompt says, before tokenisation.
+
+    ``template`` is a BABA template with [A] (IO) and [B] (S) placeholders; ``order`` chooses which
+    name comes first in the first clause. ``s1`` and ``s2`` differ only in ABC-style corruptions.
+    """
+
+    template_id: int
+    template: str
+    order: str
+    io: str
+    s1: str
+    s2: str
+    place: str
+    obj: str
+    prefix: tuple[str, ...] = ()
+
+    def render(self) -> tuple[str, dict[str, tuple[int, int]]]:
+        """The prompt text (answer removed) and the character span of IO, S1 and S2.
+
+        >>> spec = PromptSpec(0, "When [B] and [A] left, [B] waved to [A]", "BABA",
+        ...                   "Mary", "John", "John", "store", "ring")
+        >>> spec.render()
+        ('When John and Mary left, John waved to', {'S1': (5, 9), 'IO': (14, 18), 'S2': (25, 29)})
+        """
+        first_b, first_a = ("S1", "IO") if self.order == "BABA" else ("IO", "S1")
+        fill = {"IO": self.io, "S1": self.s1, "S2": self.s2}
+        body = self.template[: self.template.rstrip().rfind("[A]")].rstrip()
+        text = " ".join(self.prefix) + " " if self.prefix else ""
+        spans: dict[str, tuple[int, int]] = {}
+        seen_a = seen_b = 0
+        i = 0
+        while i < len(body):
+            if body.startswith("[A]", i) or body.startswith("[B]", i):
+                is_a = body[i + 1] == "A"
+                role = (
+                    (first_a if seen_a == 0 else "IO")
+                    if is_a
+                    else (first_b if seen_b == 0 else "S2")
+                )
+                seen_a, seen_b = seen_a + is_a, seen_b + (not is_a)
+                spans[role] = (len(text), len(text) + len(fill[role]))
+                text += fill[role]
+                i += 3
+            elif body.startswith("[PLACE]", i):
+                text, i = text + self.place, i + len("[PLACE]")
+            elif body.startswith("[OBJECT]", i):
+                text, i = text + self.obj, i + len("[OBJECT]")
+            else:
+                text, i = text + body[i], i + 1
+        return text, spans
+
+
+@dataclass(frozen=True, eq=False)
+class PromptSet:
+    """Token ids with named positions, answers and features; row i of every field is prompt i.
+
+    Tensors are right-padded with ``pad_id``; ``mask`` marks real tokens. ``positions[name][i]`` is
+    the index of that named position in row i (-1 if undefined). ``answers[:, 0]`` is the IO token,
+    ``answers[:, 1]`` the S token (the name at S1). Values are never mutated: transformations
+    return new PromptSets (see :mod:`scrub.data.corrupt`).
+    """
+
+    specs: tuple[PromptSpec, ...]
+    tokens: Int[Tensor, "n t"]
+    mask: Bool[Tensor, "n t"]
+    positions: Mapping[str, Int[Tensor, " n"]]
+    answers: Int[Tensor, "n 2"]
+    str_tokens: tuple[tuple[str, ...], ...]
+    pad_id: int
+    names_pool: tuple[str, ...]
+    prefix_len: Int[Tensor, " n"]
+    lineage: tuple[str, ...] = ()
+    excluded_names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(s.render()[0] for s in self.specs)
+
+    @cached_property
+    def features(self) -> Mapping[str, tuple]:
+        """Feature columns for agree-on rules and tables (names, template, order, positions)."""
+        pos = {f"pos_{k}": v.tolist() for k, v in self.positions.items()}
+        cols = {
+            "template": tuple(s.template_id for s in self.specs),
+            "order": tuple(s.order for s in self.specs),
+            "io": tuple(s.io for s in self.specs),
+            "s": tuple(s.s1 for s in self.specs),
+            "s1": tuple(s.s1 for s in self.specs),
+            "s2": tuple(s.s2 for s in self.specs),
+            "place": tuple(s.place for s in self.specs),
+            "object": tuple(s.obj for s in self.specs),
+            "prefix_len": tuple(self.prefix_len.tolist()),
+            **{k: tuple(v) for k, v in pos.items()},
+        }
+        return MappingProxyType(cols)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per prompt: text plus every feature column."""
+        return pd.DataFrame({"text": self.texts, **{k: list(v) for k, v in self.features.items()}})
+
+    def with_lineage(self, step: str) -> PromptSet:
+        return replace(self, lineage=(*self.lineage, step))
+
+    #: The tokenizer that made the tokens (kept out of repr: it is large).
+    tokenizer: object = field(default=None, repr=False)
+
+    def rebuild(self, specs: Sequence[PromptSpec], step: str) -> PromptSet:
+        """A PromptSet of ``specs`` with this tokenizer and names; ``step`` joins the lineage."""
+        return build_promptset(
+            specs,
+            self.tokenizer,
+            names_pool=self.names_pool,
+            lineage=(*self.lineage, step),
+            excluded_names=self.excluded_names,
+        )
+
+
+def _name_token(text: str, offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> int:
+    """Index of the one token covering exactly ``span`` (ignoring a leading space), or -1."""
+    for j, (a, b) in enumerate(offsets):
+        piece = text[a:b]
+        a_stripped = a + len(piece) - len(piece.lstrip())
+        if (a_stripped, b) == span:
+            return j
+    return -1
+
+
+def _decode_one(tokenizer, token_id: int, cache: dict[int, str]) -> str:
+    if token_id not in cache:
+        cache[token_id] = tokenizer.decode([token_id])
+    return cache[token_id]
+
+
+def single_token_names(tokenizer, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split ``names`` into those the tokenizer keeps as one token in a prompt, and the rest.
+
+    >>> kept, excluded = single_token_names(tok, ["Mary", "Bartholomew"])  # doctest: +SKIP
+    """
+    probes = [f"Then, {n} said to {n}" for n in names]
+    enc = tokenizer(probes, add_special_tokens=False, return_offsets_mapping=True)
+    cache: dict[int, str] = {}
+    kept, excluded = [], []
+    for name, text, ids, offs in zip(names, probes, enc["input_ids"], enc["offset_mapping"]):
+        start = len("Then, ")
+        j = _name_token(text, offs, (start, start + len(name)))
+        ok = j >= 0 and _decode_one(tokenizer, ids[j], cache).strip() == name
+        (kept if ok else excluded).append(name)
+    return tuple(kept), tuple(excluded)
+
+
+def build_promptset(
+    specs: Sequence[PromptSpec],
+    tokenizer,
+    *,
+    names_pool: Sequence[str],
+    lineage: Sequence[str] = (),
+    excluded_names: Sequence[str] = (),
+) -> PromptSet:
+    """Tokenise ``specs`` (BOS first, right-padded) and resolve and verify every named position."""
+    if not specs:
+        raise ScrubError("a PromptSet needs at least one prompt", fix="ask for n >= 1")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ScrubError(
+            f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer",
+            fix="load it with AutoTokenizer.from_pretrained(path, use_fast=True)",
+        )
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos
+    rendered = [s.render() for s in specs]
+    enc = tokenizer([t for t, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
+    n, t_max = len(specs), 1 + max(len(ids) for ids in enc["input_ids"])
+    tokens = torch.full((n, t_max), pad, dtype=torch.long)
+    mask = torch.zeros((n, t_max), dtype=torch.bool)
+    pos = {k: torch.full((n,), -1, dtype=torch.long) for k in POSITION_NAMES}
+    prefix_len = torch.zeros((n,), dtype=torch.long)
+    cache: dict[int, str] = {}
+    str_tokens = []
+    for i, ((text, spans), ids, offs, spec) in enumerate(
+        zip(rendered, enc["input_ids"], enc["offset_mapping"], specs)
+    ):
+        row = [bos, *ids]
+        tokens[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = True
+        want = {"IO": spec.io, "S1": spec.s1, "S2": spec.s2}
+        for role, span in spans.items():
+            j = _name_token(text, offs, span)
+            got = _decode_one(tokenizer, ids[j], cache).strip() if j >= 0 else None
+            if got != want[role]:
+                raise ScrubError(
+                    f"prompt {i}: the name {want[role]!r} at {role} is not a single token "
+                    f"(decoded {got!r}) in {text!r}",
+                    fix="exclude it from the names list (scrub excludes such names when sampling)",
+                )
+            pos[role][i] = j + 1  # +1 for BOS
+        for base in ("IO", "S1"):
+            pos[f"{base}-1"][i] = pos[base][i] - 1
+            pos[f"{base}+1"][i] = pos[base][i] + 1
+        pos["END"][i] = len(row) - 1
+        prefix_chars = len(" ".join(spec.prefix))
+        prefix_len[i] = sum(1 for a, _ in offs if a < prefix_chars)
+        str_tokens.append(tuple(_decode_one(tokenizer, x, cache) for x in row))
+    answers = torch.stack(
+        [tokens[torch.arange(n), pos["IO"]], tokens[torch.arange(n), pos["S1"]]], 1
+    )
+    return PromptSet(
+        specs=tuple(specs),
+        tokens=tokens,
+        mask=mask,
+        positions=MappingProxyType(pos),
+        answers=answers,
+        str_tokens=tuple(str_tokens),
+        pad_id=pad,
+        names_pool=tuple(names_pool),
+        lineage=tuple(lineage),
+        prefix_len=prefix_len,
+        excluded_names=tuple(excluded_names),
+        tokenizer=tokenizer,
+    )

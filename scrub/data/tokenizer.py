@@ -1,0 +1,76 @@
+"""Tokenizers for IOI datasets: the project's word-level tokenizer, or any Hugging Face one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from scrub.data.files import IOIVocabulary
+from scrub.errors import ScrubError
+
+BOS = "<|endoftext|>"  # id 0: beginning of sequence, end of sequence and padding, as in GPT-2
+UNK = "<unk>"  # id 1
+
+
+def words_of(texts: Iterable[str]) -> list[str]:
+    """Distinct words and punctuation marks of ``texts`` as the word-level tokenizer splits them."""
+    from tokenizers.pre_tokenizers import Whitespace
+
+    split = Whitespace()
+    seen: dict[str, None] = {}
+    for text in texts:
+        for piece, _ in split.pre_tokenize_str(text.replace("[", " ").replace("]", " ")):
+            seen.setdefault(piece, None)
+    return list(seen)
+
+
+def build_word_tokenizer(words: Iterable[str]):
+    """A fast word-level tokenizer: ids 0 and 1 are BOS/pad and UNK, then ``words`` sorted.
+
+    >>> tok = build_word_tokenizer(["Mary", "went", "."])
+    >>> tok("Mary went .")["input_ids"]
+    [3, 4, 2]
+    """
+    from tokenizers import Tokenizer, models
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {BOS: 0, UNK: 1}
+    for w in sorted(set(words) - set(vocab)):
+        vocab[w] = len(vocab)
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=UNK
+    )
+
+
+def ioi_word_tokenizer(vocab: IOIVocabulary | None = None):
+    """The word-level tokenizer over every word the IOI data files use."""
+    v = vocab or IOIVocabulary.load()
+    texts = [*v.templates, *v.names, *v.places, *v.objects, *v.prefixes]
+    return build_word_tokenizer(words_of(texts))
+
+
+def load_tokenizer(spec: str = "toy-ioi"):
+    """``toy-ioi`` (the shipped model's tokenizer, else the IOI word-level one) or an HF dir."""
+    from transformers import AutoTokenizer
+
+    if spec == "toy-ioi":
+        shipped = Path(__file__).resolve().parents[1] / "models" / "toy_ioi"
+        if (shipped / "tokenizer.json").is_file():
+            return AutoTokenizer.from_pretrained(shipped)
+        return ioi_word_tokenizer()
+    path = Path(spec)
+    if not path.exists():
+        raise ScrubError(
+            f"tokenizer {spec!r} is neither 'toy-ioi' nor an existing path",
+            fix="pass --tokenizer toy-ioi or a Hugging Face tokenizer directory",
+        )
+    try:
+        return AutoTokenizer.from_pretrained(path, use_fast=True)
+    except (OSError, ValueError) as e:
+        raise ScrubError(
+            f"could not load a tokenizer from {path}: {e}",
+            fix="point --tokenizer at a directory with tokenizer.json (or vocab files)",
+        ) from None
