@@ -1,6 +1,41 @@
-"""scrub: causal-scrubbing hypothesis testing for transformer circuits."""
+"""scrub: causal-scrubbing hypothesis testing for transformer circuits.
+
+>>> from scrub import OUTPUT, Hypothesis, agree, heads, node
+>>> h = Hypothesis("nm", [node("name movers", heads("3.0", at="END"), feeds=OUTPUT,
+...                            rule=agree("io"))])
+"""
 
 from scrub.errors import ScrubError
+from scrub.scrubbing.hypothesis import (
+    OUTPUT,
+    Embed,
+    Head,
+    Hypothesis,
+    Mlp,
+    Node,
+    Rule,
+    agree,
+    heads,
+    keep,
+    mlps,
+    node,
+    random,
+)
 
-__all__ = ["ScrubError"]
+__all__ = [
+    "OUTPUT",
+    "Embed",
+    "Head",
+    "Hypothesis",
+    "Mlp",
+    "Node",
+    "Rule",
+    "ScrubError",
+    "agree",
+    "heads",
+    "keep",
+    "mlps",
+    "node",
+    "random",
+]
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ from scrub.data.files import IOIVocabulary, datasets_dir
 from scrub.data.ioi import ORDER_CHOICES, make_ioi
 from scrub.data.promptset import POSITION_NAMES, PromptSet, PromptSpec, build_promptset
 from scrub.data.tokenizer import build_word_tokenizer, ioi_word_tokenizer, load_tokenizer
+from scrub.data.tokenset import TokenSet
 
 __all__ = [
     "CORRUPTIONS",
@@ -13,6 +14,7 @@ __all__ = [
     "POSITION_NAMES",
     "PromptSet",
     "PromptSpec",
+    "TokenSet",
     "build_promptset",
     "build_word_tokenizer",
     "corrupt",

@@ -1,0 +1,111 @@
+"""Seeded random-weight GPT-2 models and a word-level tokenizer, built offline.
+
+Used for ``gpt2-small-random`` (benchmarks at real scale) and for tiny test models.
+
+>>> shape = GPT2Shape(n_layers=2, n_heads=2, d_model=8, d_vocab=20, n_ctx=16)
+>>> model = random_gpt2(shape, seed=0)
+>>> tuple(model.transformer.wte.weight.shape)
+(20, 8)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+BOS = "<|endoftext|>"  # also the pad and eos token, id 0, as in the toy model's tokenizer
+UNK = "<unk>"
+
+# A small generic vocabulary for the fallback tokenizer: enough for IOI-style prompts.
+_FALLBACK_TEXT = (
+    "When Then After While Afterwards the and a to of at in gave handed sent brought took went "
+    "had got said store park school office restaurant hospital garden station ring drink bone "
+    "basketball computer necklace kiss snack Mary John Alice Bob Tom Anna James Kate Paul Sarah "
+    "Mark Lisa David Emma Peter Julia , ."
+)
+
+
+@dataclass(frozen=True)
+class GPT2Shape:
+    """Architecture of a GPT-2 model."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_vocab: int
+    n_ctx: int
+
+
+GPT2_SMALL_SHAPE = GPT2Shape(n_layers=12, n_heads=12, d_model=768, d_vocab=50257, n_ctx=1024)
+
+
+def random_gpt2(
+    shape: GPT2Shape, *, seed: int, init_std: float = 0.02, zero_mlps: bool = False
+) -> GPT2LMHeadModel:
+    """A GPT-2 with Hugging Face's initialisation under ``torch.manual_seed(seed)``, in eval mode.
+
+    ``init_std`` is the config's ``initializer_range``: tiny test models use a larger one so that
+    attention patterns are far from uniform and patching effects are large enough to assert on.
+    ``zero_mlps`` sets every MLP parameter to exactly zero (an attention-only model).
+    The global torch RNG state is restored afterwards.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        n_layer=shape.n_layers,
+        n_head=shape.n_heads,
+        n_embd=shape.d_model,
+        vocab_size=shape.d_vocab,
+        n_positions=shape.n_ctx,
+        initializer_range=init_std,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+        # HF initialises LayerNorms to (1, 0) and biases to 0; perturb them so tests exercise
+        # every weight (only when asked for a non-default init, i.e. test models).
+        if init_std != 0.02:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name.endswith("bias") or ".ln_" in name:
+                        p.add_(torch.randn_like(p) * init_std)
+        if zero_mlps:
+            with torch.no_grad():
+                for block in model.transformer.h:
+                    for p in block.mlp.parameters():
+                        p.zero_()
+    return model.eval()
+
+
+def word_level_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer: id 0 is BOS = EOS = pad, id 1 is UNK, then ``words``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {BOS: 0, UNK: 1}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=UNK
+    )
+
+
+def toy_or_fallback_tokenizer(toy_dir: Path) -> PreTrainedTokenizerFast:
+    """The toy-ioi tokenizer if its checkpoint directory exists, else a small word-level one."""
+    if (toy_dir / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(toy_dir, local_files_only=True)
+    return word_level_tokenizer(_FALLBACK_TEXT.split())

@@ -1,0 +1,165 @@
+"""Eager checks of a hypothesis against a model and a dataset, before any forward pass.
+
+Every problem is a :class:`ScrubError` naming the node and the fix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import networkx as nx
+
+from scrub.errors import ScrubError
+from scrub.scrubbing.hypothesis import OUTPUT, Component, Embed, Head, Hypothesis, Mlp, Rule, Slot
+
+_HEAD_SLOTS = (Slot.Q, Slot.K, Slot.V)
+
+
+def can_feed(child: Component, parent: Component | None, slot: Slot) -> bool:
+    """Whether ``child``'s output is upstream of ``parent``'s ``slot`` (None = the output).
+
+    A head in layer L reads embeddings, heads and MLPs of earlier layers; an MLP in layer L also
+    reads the heads of layer L.
+    """
+    if parent is None:
+        return slot is Slot.RESID
+    if isinstance(parent, Head) and slot not in _HEAD_SLOTS:
+        return False
+    if isinstance(parent, Mlp) and slot is not Slot.MLP:
+        return False
+    if isinstance(parent, Embed):
+        return False
+    if isinstance(child, Embed):
+        return True
+    if isinstance(child, Head) and isinstance(parent, Mlp):
+        return child.layer <= parent.layer
+    return child.layer < parent.layer
+
+
+def graph(h: Hypothesis) -> nx.DiGraph:
+    """Edges child -> parent, labelled by slot."""
+    g = nx.DiGraph()
+    g.add_node(OUTPUT)
+    for n in h.nodes:
+        g.add_node(n.name)
+        for f in n.feeds:
+            g.add_edge(n.name, f.parent, slot=f.slot.value)
+    return g
+
+
+def check_structure(h: Hypothesis) -> None:
+    """Names unique, parents exist, no cycles, everything reaches the output."""
+    counts = Counter(n.name for n in h.nodes)
+    dupes = [name for name, c in counts.items() if c > 1 or name == OUTPUT]
+    if dupes:
+        raise ScrubError(
+            f"hypothesis {h.name!r}: node name(s) {', '.join(map(repr, dupes))} used twice "
+            f"(or reserved)",
+            fix="give every node a unique name other than 'output'",
+        )
+    names = set(counts) | {OUTPUT}
+    for n in h.nodes:
+        for f in n.feeds:
+            if f.parent not in names:
+                raise ScrubError(
+                    f"node {n.name!r} feeds {f.parent!r}, which is not a node of {h.name!r}",
+                    fix=f"feed one of: {', '.join(sorted(names))}",
+                )
+            if f.parent == n.name:
+                raise ScrubError(f"node {n.name!r} feeds itself", fix="remove the self-edge")
+    g = graph(h)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join([e[0] for e in cycle] + [cycle[-1][1]])
+        raise ScrubError(f"hypothesis {h.name!r} has a cycle: {path}", fix="remove one edge")
+    orphans = [n.name for n in h.nodes if not nx.has_path(g, n.name, OUTPUT)]
+    if orphans:
+        raise ScrubError(f"nodes {orphans} do not reach the output", fix="connect them")
+
+
+def check_against(h: Hypothesis, n_layers: int, n_heads: int, positions, features) -> None:
+    """Components exist, edges go forward, positions and features exist in the dataset."""
+    check_structure(h)
+    for n in h.nodes:
+        for c in n.components:
+            layer = getattr(c, "layer", 0)
+            if not 0 <= layer < n_layers or (isinstance(c, Head) and not 0 <= c.head < n_heads):
+                raise ScrubError(
+                    f"node {n.name!r}: component {c} does not exist in a model with {n_layers} "
+                    f"layers and {n_heads} heads",
+                    fix=f"use layers 0-{n_layers - 1} and heads 0-{n_heads - 1}",
+                )
+            if c.position is not None and c.position not in positions:
+                raise ScrubError(
+                    f"node {n.name!r}: position {c.position!r} is not in the dataset",
+                    fix=f"use one of: {', '.join(positions)} (or None for all positions)",
+                )
+        for rule in (n.rule, n.other):
+            _check_rule(rule, n.name, features)
+        for f in n.feeds:
+            _check_edge(h, n, f.parent, f.slot)
+    _check_rule(h.output_other, OUTPUT, features)
+    _check_no_double_claims(h)
+
+
+def _check_edge(h: Hypothesis, child, parent_name: str, slot: Slot) -> None:
+    parents = [None] if parent_name == OUTPUT else list(h.node(parent_name).components)
+    if parent_name == OUTPUT and slot is not Slot.RESID:
+        raise ScrubError(f"node {child.name!r} feeds the output through {slot.value}")
+    if parent_name != OUTPUT:
+        kinds = {Slot.MLP: Mlp, Slot.Q: Head, Slot.K: Head, Slot.V: Head}
+        if not any(isinstance(p, kinds[slot]) for p in parents):
+            raise ScrubError(
+                f"node {child.name!r} feeds {parent_name!r}.{slot.value}, but {parent_name!r} has "
+                f"no {'MLP' if slot is Slot.MLP else 'head'} to read it",
+                fix="feed q, k or v of heads, or mlp of MLPs",
+            )
+    if not any(can_feed(c, p, slot) for c in child.components for p in parents):
+        layers = sorted({getattr(c, "layer", -1) for c in child.components})
+        raise ScrubError(
+            f"node {child.name!r} (layers {layers}) cannot feed {parent_name!r}.{slot.value}: "
+            f"none of its components is upstream of the parent's components",
+            fix="edges go from earlier layers to later ones (or to the output)",
+        )
+
+
+def _check_rule(rule: Rule, where: str, features) -> None:
+    if rule.kind not in ("keep", "agree", "random"):
+        raise ScrubError(
+            f"node {where!r}: unknown rule {rule.kind!r}", fix="use keep, agree or random"
+        )
+    missing = [f for f in rule.features if f not in features]
+    if missing:
+        raise ScrubError(
+            f"node {where!r}: feature(s) {missing} are not dataset columns",
+            fix=f"agree on some of: {', '.join(features)}",
+        )
+    if rule.kind == "agree" and not rule.allow_self:
+        keys = list(zip(*(features[f] for f in rule.features)))
+        counts = Counter(keys)
+        lonely = [k for k, c in counts.items() if c < 2]
+        if lonely:
+            shown = ", ".join(str(k[0] if len(k) == 1 else k) for k in lonely[:5])
+            raise ScrubError(
+                f"node {where!r}: agree({', '.join(rule.features)}) has {len(lonely)} value(s) "
+                f"that only one row has (e.g. {shown}), so a draw would keep that row unchanged",
+                fix="use a larger pool of rows, coarser features, or agree(..., allow_self=True)",
+            )
+
+
+def _check_no_double_claims(h: Hypothesis) -> None:
+    for parent in [OUTPUT, *(n.name for n in h.nodes)]:
+        seen: dict[tuple, str] = {}
+        for child, slot in h.children(parent):
+            for c in child.components:
+                key = (slot, c)
+                if key in seen and seen[key] != child.name:
+                    raise ScrubError(
+                        f"component {c} is claimed by both {seen[key]!r} and {child.name!r} "
+                        f"feeding {parent!r}.{slot.value}",
+                        fix="give each component to one child per slot",
+                    )
+                seen[key] = child.name

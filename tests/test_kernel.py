@@ -1,0 +1,193 @@
+"""The functional GPT-2 kernel against Hugging Face and against the bridge's hooks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from scrub.errors import ScrubError
+from scrub.models import Model, Site, SiteKind
+from scrub.models.kernel import (
+    GPT2Weights,
+    attention,
+    embed,
+    forward,
+    mlp,
+    unembed,
+)
+
+ATOL = 1e-5
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, atol: float = ATOL) -> None:
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
+
+
+def tokens_for(model: Model, batch: int = 3, pos: int = 9, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, model.info.d_vocab, (batch, pos), generator=g)
+
+
+@pytest.fixture(scope="module")
+def w(tiny_model: Model) -> GPT2Weights:
+    return GPT2Weights.from_hf(tiny_model.hf_model)
+
+
+def per_head(x: torch.Tensor, n_heads: int = 4) -> torch.Tensor:
+    return x[:, :, None].expand(-1, -1, n_heads, -1)
+
+
+def test_weight_shapes_and_tied_unembedding(w: GPT2Weights) -> None:
+    lw = w.layers[0]
+    assert len(w.layers) == 3 and w.n_heads == 4
+    assert lw.W_Q.shape == lw.W_K.shape == lw.W_V.shape == (4, 32, 8)
+    assert lw.b_Q.shape == (4, 8) and lw.W_O.shape == (4, 8, 32) and lw.b_O.shape == (32,)
+    assert lw.W_in.shape == (32, 128) and lw.W_out.shape == (128, 32)
+    assert w.W_E.shape == (40, 32) and w.W_pos.shape == (64, 32) and w.W_U.shape == (32, 40)
+    assert torch.equal(w.W_U, w.W_E.T)
+    assert w.has_mlps and lw.attn_scale == pytest.approx(8**0.5)
+
+
+def test_has_mlps_false_for_attention_only(tiny_attn_only_model: Model) -> None:
+    assert GPT2Weights.from_hf(tiny_attn_only_model.hf_model).has_mlps is False
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forward_matches_hf_logits(tiny_model: Model, w: GPT2Weights, seed: int) -> None:
+    tokens = tokens_for(tiny_model, seed=seed)
+    with torch.no_grad():
+        expected = tiny_model.hf_model(tokens).logits
+    assert expected.std() > 1  # large enough that a 1e-5 match means something
+    close(forward(w, tokens), expected)
+
+
+def test_forward_matches_hf_attention_only(tiny_attn_only_model: Model) -> None:
+    tokens = tokens_for(tiny_attn_only_model)
+    with torch.no_grad():
+        expected = tiny_attn_only_model.hf_model(tokens).logits
+    close(forward(GPT2Weights.from_hf(tiny_attn_only_model.hf_model), tokens), expected)
+
+
+def test_forward_with_right_padding_matches_hf_at_real_positions(
+    tiny_model: Model, w: GPT2Weights
+) -> None:
+    tokens = tokens_for(tiny_model, batch=3, pos=10)
+    lengths = [10, 6, 3]
+    mask = torch.arange(10)[None, :] < torch.tensor(lengths)[:, None]
+    tokens = tokens.masked_fill(~mask, 0)
+    with torch.no_grad():
+        expected = tiny_model.hf_model(tokens, attention_mask=mask.long()).logits
+    got = forward(w, tokens, mask)
+    assert torch.isfinite(got).all()
+    for row, n in enumerate(lengths):
+        close(got[row, :n], expected[row, :n])
+        close(got[row, :n], forward(w, tokens[row : row + 1, :n])[0])
+
+
+def test_components_equal_bridge_hooks(tiny_model: Model, w: GPT2Weights) -> None:
+    tokens = tokens_for(tiny_model)
+    sites = [Site(SiteKind.EMBED), Site(SiteKind.RESID_FINAL)]
+    for L in range(3):
+        sites += [
+            Site(k, L)
+            for k in (
+                SiteKind.RESID_PRE,
+                SiteKind.Q_INPUT,
+                SiteKind.HEAD_RESULT,
+                SiteKind.PATTERN,
+                SiteKind.ATTN_OUT,
+                SiteKind.RESID_MID,
+                SiteKind.MLP_OUT,
+            )
+        ]
+    c = tiny_model.run_with_cache(tokens, sites)
+    resid = embed(w, tokens)
+    close(resid, c[Site(SiteKind.EMBED)])
+    for L in range(3):
+        close(per_head(resid), c[Site(SiteKind.Q_INPUT, L)])
+        x = per_head(resid)
+        result, pattern = attention(w, L, x, x, x)
+        close(result, c[Site(SiteKind.HEAD_RESULT, L)])
+        close(pattern, c[Site(SiteKind.PATTERN, L)])
+        close(result.sum(2) + w.layers[L].b_O, c[Site(SiteKind.ATTN_OUT, L)])
+        resid = resid + result.sum(2) + w.layers[L].b_O
+        close(resid, c[Site(SiteKind.RESID_MID, L)])
+        close(mlp(w, L, resid), c[Site(SiteKind.MLP_OUT, L)])
+        resid = resid + mlp(w, L, resid)
+    close(resid, c[Site(SiteKind.RESID_FINAL)])
+
+
+def test_patched_key_input_agrees_with_bridge_hook_on_logit_difference(
+    tiny_model: Model, w: GPT2Weights
+) -> None:
+    """A slow reference (bridge hook) and the kernel compute the same patched metric."""
+    clean, corrupt = tokens_for(tiny_model, seed=0), tokens_for(tiny_model, seed=1)
+    L, h = 1, 2
+    k_site = Site(SiteKind.K_INPUT, L)
+    corrupt_k = tiny_model.run_with_cache(corrupt, [k_site])[k_site]
+
+    def patch(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, h] = corrupt_k[:, :, h]
+        return x
+
+    slow = tiny_model.run(clean, [(k_site, patch)])
+
+    resid = embed(w, clean)
+    for layer in range(3):
+        q = v = k = per_head(resid)
+        if layer == L:
+            k = k.clone()
+            k[:, :, h] = corrupt_k[:, :, h]
+        result, _ = attention(w, layer, q, k, v)
+        resid = resid + result.sum(2) + w.layers[layer].b_O
+        resid = resid + mlp(w, layer, resid)
+    io, s = torch.tensor([5, 6, 7]), torch.tensor([8, 9, 10])
+    fast = unembed(w, resid[:, -1], torch.stack([io, s], 1))
+    rows = torch.arange(3)
+    slow_diff = slow[rows, -1, io] - slow[rows, -1, s]
+    unpatched = tiny_model.run(clean)
+    assert (slow_diff - unpatched[rows, -1, io] + unpatched[rows, -1, s]).abs().max() > 1e-3
+    close(fast[:, 0] - fast[:, 1], slow_diff)
+
+
+def test_attention_on_selected_queries_equals_rows_of_full_attention(
+    tiny_model: Model, w: GPT2Weights
+) -> None:
+    tokens = tokens_for(tiny_model, pos=8)
+    x = per_head(embed(w, tokens))
+    full_result, full_pattern = attention(w, 0, x, x, x)
+    pos = torch.tensor([2, 7])
+    result, pattern = attention(w, 0, x[:, pos], x, x, q_positions=pos)
+    close(result, full_result[:, pos])
+    close(pattern, full_pattern[:, :, pos])
+    # a different query position per row (e.g. END at a different index in each prompt)
+    per_row = torch.tensor([[7], [3], [5]])
+    rows = torch.arange(3)[:, None]
+    result, pattern = attention(w, 0, x[rows, per_row], x, x, q_positions=per_row)
+    close(result, full_result[rows, per_row])
+    close(pattern[:, :, 0], full_pattern[torch.arange(3), :, per_row[:, 0]])
+    assert torch.all(pattern[1, :, 0, 4:] == 0)  # query at 3 sees keys 0..3 only
+    with pytest.raises(ValueError, match="pass q_positions"):
+        attention(w, 0, x[:, pos], x, x)
+
+
+def test_unembed_columns_gathers_only_requested_logits(tiny_model: Model, w: GPT2Weights) -> None:
+    resid = torch.randn(3, 5, 32, generator=torch.Generator().manual_seed(0))
+    full = unembed(w, resid)
+    assert full.shape == (3, 5, 40)
+    cols = torch.tensor([[1, 2], [39, 0], [7, 7]])
+    at_end = unembed(w, resid[:, -1], cols)
+    assert at_end.shape == (3, 2)
+    close(at_end, full[:, -1].gather(1, cols))
+    all_pos = unembed(w, resid, cols)
+    assert all_pos.shape == (3, 5, 2)
+    close(all_pos, full.gather(2, cols[:, None].expand(-1, 5, -1)))
+
+
+def test_from_hf_rejects_other_architectures() -> None:
+    fake = SimpleNamespace(config=SimpleNamespace(model_type="llama"))
+    with pytest.raises(ScrubError, match="GPT-2 only, not 'llama'"):
+        GPT2Weights.from_hf(fake)
