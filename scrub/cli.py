@@ -70,6 +70,72 @@ def dataset_ioi(
     typer.echo(f"wrote {len(ps)} prompts to {out}")
 
 
+def _parse_bytes(text: str) -> int:
+    """``"2GB"``, ``"500MB"`` or a plain byte count."""
+    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3}
+    t = text.strip().upper()
+    try:
+        for unit, factor in units.items():
+            if t.endswith(unit):
+                return int(float(t[: -len(unit)]) * factor)
+        return int(t)
+    except ValueError:
+        raise ScrubError(
+            f"cannot read the memory size {text!r}", fix="write e.g. 2GB or 500MB"
+        ) from None
+
+
+@app.command("run")
+def run(
+    ref: Annotated[str, typer.Argument(help="FILE::NAME of a hypothesis")],
+    model: Annotated[
+        str, typer.Option("--model", help="toy-ioi, gpt2-small or a path")
+    ] = "toy-ioi",
+    n: Annotated[int, typer.Option("--n", help="Reference examples")] = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    metric: Annotated[str, typer.Option("--metric", help="logit-diff, loss or kl")] = "logit-diff",
+    pool: Annotated[int | None, typer.Option("--pool", help="Rows to resample from")] = None,
+    max_memory: Annotated[str, typer.Option("--max-memory", help="e.g. 2GB")] = "2GB",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here")] = None,
+) -> None:
+    """Scrub one hypothesis and print clean, scrubbed, random and recovered +- SE."""
+    from scrub.metrics import check_metric
+    from scrub.scrubbing.loader import load_hypothesis
+    from scrub.scrubbing.run import run_hypothesis, write_result
+
+    check_metric(metric)
+    if json_out is not None and json_out.suffix != ".json":
+        raise ScrubError(f"cannot write {json_out.name}", fix="use a file ending in .json")
+    hypothesis = load_hypothesis(ref)
+    result = run_hypothesis(
+        hypothesis,
+        model,
+        n=n,
+        seed=seed,
+        metric=metric,
+        pool=pool,
+        max_memory=_parse_bytes(max_memory),
+        progress=True,
+    )
+    s = result.summary()
+    typer.echo(
+        f"hypothesis {hypothesis.name}  model {model}  n={s['n']}  metric {metric}  seed {seed}"
+    )
+    for key in ("clean", "scrubbed", "random"):
+        typer.echo(f"  {key:<10}{s[key]:>10.4f}")
+    typer.echo(
+        f"  {'recovered':<10}{s['recovered']:>10.4f} +- {s['recovered_se']:.4f} (delta-method SE)"
+    )
+    typer.echo(
+        f"  mean of per-example ratios {s['mean_of_ratios']:.4f} +- {s['mean_of_ratios_se']:.4f}"
+    )
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    if json_out is not None:
+        write_result(result, json_out)
+        typer.echo(f"wrote {json_out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning :class:`ScrubError` into exit code 2."""
     try:

@@ -207,6 +207,7 @@ def build_promptset(
     prefix_len = torch.zeros((n,), dtype=torch.long)
     cache: dict[int, str] = {}
     str_tokens = []
+    _reject_unknown_words(tokenizer, [t for t, _ in rendered], enc)
     for i, ((text, spans), ids, offs, spec) in enumerate(
         zip(rendered, enc["input_ids"], enc["offset_mapping"], specs)
     ):
@@ -248,3 +249,23 @@ def build_promptset(
         excluded_names=tuple(excluded_names),
         tokenizer=tokenizer,
     )
+
+
+def _reject_unknown_words(tokenizer, texts: Sequence[str], enc) -> None:
+    """A word the tokenizer maps to its unknown token would silently become another word."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return
+    missing = sorted(
+        {
+            text[a:b].strip()
+            for text, ids, offs in zip(texts, enc["input_ids"], enc["offset_mapping"])
+            for tok, (a, b) in zip(ids, offs)
+            if tok == unk
+        }
+    )
+    if missing:
+        raise ScrubError(
+            f"the tokenizer does not know the word(s) {', '.join(map(repr, missing[:20]))}",
+            fix="use a model whose vocabulary covers the dataset, or remove those words",
+        )

@@ -191,6 +191,7 @@ class Hypothesis:
     nodes: tuple[Node, ...]
     output_other: Rule = random
     description: str = ""
+    dataset: str = "ioi"  # the dataset the story is about: "ioi" or "induction"
 
     def __init__(
         self,
@@ -199,11 +200,14 @@ class Hypothesis:
         *,
         output_other: Rule = random,
         description: str = "",
+        dataset: str = "ioi",
     ):
+        # A custom __init__ only to accept any iterable of nodes and keyword-only options.
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "nodes", tuple(nodes))
         object.__setattr__(self, "output_other", output_other)
         object.__setattr__(self, "description", description)
+        object.__setattr__(self, "dataset", dataset)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

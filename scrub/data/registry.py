@@ -1,0 +1,34 @@
+"""Datasets by name, for the CLI and the runner: ``ioi`` and ``induction``."""
+
+from __future__ import annotations
+
+from scrub.errors import ScrubError
+
+DATASETS = ("ioi", "induction")
+
+
+def build_dataset(
+    kind: str, n: int, *, seed: int, tokenizer, n_vocab: int | None = None, n_ctx: int | None = None
+):
+    """``n`` rows of dataset ``kind`` tokenised by ``tokenizer``, checked against the model."""
+    if kind == "ioi":
+        from scrub.data.ioi import make_ioi
+
+        ds = make_ioi(n, seed=seed, tokenizer=tokenizer)
+    elif kind == "induction":
+        from scrub.data.induction import make_induction
+
+        ds = make_induction(n, seed=seed, tokenizer=tokenizer)
+    else:
+        raise ScrubError(f"unknown dataset {kind!r}", fix=f"use one of: {', '.join(DATASETS)}")
+    if n_vocab is not None and int(ds.tokens.max()) >= n_vocab:
+        raise ScrubError(
+            f"the dataset uses token id {int(ds.tokens.max())} but the model has {n_vocab} tokens",
+            fix="tokenise with the model's own tokenizer",
+        )
+    if n_ctx is not None and ds.tokens.shape[1] > n_ctx:
+        raise ScrubError(
+            f"prompts of {ds.tokens.shape[1]} tokens exceed the model's context of {n_ctx}",
+            fix="use shorter prompts",
+        )
+    return ds

@@ -1,0 +1,60 @@
+"""Run a hypothesis by model name: load the model, build its dataset, scrub, write results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scrub.atomic import atomic_path
+from scrub.scrubbing.hypothesis import Hypothesis
+from scrub.scrubbing.result import ScrubResult
+
+#: The default pool: large enough that an agree-on-IO-name draw almost never finds a name only
+#: once (with ~100 names, P(some name appears once in 2,000 rows) is about 1e-5).
+DEFAULT_POOL = 2000
+
+
+def run_hypothesis(
+    hypothesis: Hypothesis,
+    model,
+    *,
+    n: int = 200,
+    seed: int = 0,
+    metric: str = "logit-diff",
+    pool: int | None = None,
+    max_memory: int | None = None,
+    progress: bool = False,
+) -> ScrubResult:
+    """Scrub ``hypothesis`` on ``model`` (a Model or a name) over ``n`` rows of its dataset."""
+    from scrub.data.registry import build_dataset
+    from scrub.scrubbing.experiment import DEFAULT_MAX_MEMORY, scrub_hypothesis
+
+    if isinstance(model, str):
+        from scrub.models import load_model
+
+        model = load_model(model)
+    m = model
+    ds = build_dataset(
+        hypothesis.dataset,
+        max(n, pool or DEFAULT_POOL),
+        seed=seed,
+        tokenizer=m.tokenizer,
+        n_vocab=m.info.d_vocab,
+        n_ctx=m.info.n_ctx,
+    )
+    return scrub_hypothesis(
+        hypothesis,
+        m,
+        ds,
+        n=n,
+        seed=seed,
+        metric=metric,
+        max_memory=max_memory or DEFAULT_MAX_MEMORY,
+        progress=progress,
+    )
+
+
+def write_result(result: ScrubResult, path: Path) -> None:
+    """Write ``result.to_json()`` atomically."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(result.to_json(), indent=1))
