@@ -9,6 +9,16 @@ import pytest
 from scrub.models import Model, load_model
 from scrub.models.random_gpt2 import GPT2Shape, random_gpt2, word_level_tokenizer
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process: results are bit-reproducible for a fixed thread count
+    (1 and 2 threads differ by ~1e-6), and `make test` already runs two xdist workers on two cores.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
 TINY_SHAPE = GPT2Shape(n_layers=3, n_heads=4, d_model=32, d_vocab=40, n_ctx=64)
 
 

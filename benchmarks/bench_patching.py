@@ -1,0 +1,156 @@
+"""Path patching: the fast engine against the hook-based two-pass reference of the tests.
+
+All heads are senders (N = 50 IOI prompts, ABC corruption), timed side by side in one process:
+
+* to the logits, MLPs free (target 5x) and frozen (target 50x);
+* to name movers' queries at END (target 3x), and on toy-ioi also to values at every position.
+
+Both timings include building the clean and corrupted caches (the reference's are built once
+per model and their time added to each case). The reference costs the same per
+sender (one or two full forward passes each), so on GPT-2-small scale, where one reference pass
+takes seconds on a shared CPU, it is timed on a sample of senders spread over the layers and scaled
+to all senders (the detail column says so; set SCRUB_BENCH_FULL=1 to time every sender). The fast
+engine always runs every sender, and its results are checked against the timed reference senders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 50
+
+
+def _reference_module():
+    spec = importlib.util.spec_from_file_location(
+        "patching_reference", ROOT / "tests" / "test_patching_path.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _inputs(model):
+    from scrub.data import corrupt, make_ioi
+    from scrub.patching import PatchInputs
+
+    clean = make_ioi(N, seed=0, tokenizer=model.tokenizer)
+    return PatchInputs.from_promptsets(clean, corrupt(clean, ["abc"], seed=0))
+
+
+def _sample(senders: list, k: int | None) -> list[int]:
+    if k is None or k >= len(senders):
+        return list(range(len(senders)))
+    step = len(senders) / k
+    return [int(i * step + step / 2) for i in range(k)]
+
+
+def _case(model, inputs, ref, ref_caches, name, receivers_text, mlps, target, sample):
+    from scrub.models.kernel import GPT2Weights
+    from scrub.patching import Receivers, path_patch
+    from scrub.patching.path import is_upstream, sender_components
+
+    info = model.info
+    receivers = Receivers.parse(receivers_text)
+    senders = [
+        s
+        for s in sender_components("heads", info.n_layers, info.n_heads)
+        if is_upstream(s, receivers)
+    ]
+    w = GPT2Weights.from_hf(model.hf_model)
+    t0 = time.perf_counter()
+    fast = path_patch(w, inputs, senders, receivers, mlps=mlps)
+    fast_s = time.perf_counter() - t0
+
+    picked = _sample(senders, sample)
+    caches, cache_s = ref_caches
+    t0 = time.perf_counter()
+    slow = torch.stack(
+        [
+            ref.reference_path_patch(model, inputs, senders[i], receivers, mlps, caches)
+            for i in picked
+        ]
+    )
+    per_sender = (time.perf_counter() - t0) / len(picked)
+    ref_s = cache_s + per_sender * len(senders)
+    err = float((fast[picked] - slow).abs().max())
+    scaled = (
+        ""
+        if len(picked) == len(senders)
+        else f", reference timed on {len(picked)} senders and scaled"
+    )
+    return {
+        "name": f"patching/{info.name}/{name}",
+        "ratio": ref_s / fast_s,
+        "target": target,
+        "detail": f"{len(senders)} senders: reference {ref_s:.2f}s, fast {fast_s:.3f}s, "
+        f"max |diff| {err:.1e}{scaled}",
+    }
+
+
+def _ref_caches(ref, model, inputs):
+    """The reference's clean and corrupted caches and the time they took (counted per case)."""
+    t0 = time.perf_counter()
+    caches = ref.reference_caches(model, inputs)
+    return caches, time.perf_counter() - t0
+
+
+def _warm_up(model, inputs, ref, ref_caches) -> None:
+    """One small call of each implementation, so neither pays first-call costs in the timings."""
+    from scrub.models.kernel import GPT2Weights
+    from scrub.patching import Component, Receivers, path_patch
+
+    recv = Receivers.parse("q:1.0")
+    path_patch(GPT2Weights.from_hf(model.hf_model), inputs, [Component("head", 0, 0)], recv)
+    ref.reference_path_patch(model, inputs, Component("head", 0, 0), recv, "free", ref_caches[0])
+
+
+def run() -> list[dict]:
+    threads = torch.get_num_threads()
+    # One thread: the CPU is shared, and two oversubscribed threads made every timing many-fold
+    # slower and noisier on the shared 2-core machine.
+    torch.set_num_threads(1)
+    try:
+        return _run()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run() -> list[dict]:
+    from scrub.models import load_model
+
+    ref = _reference_module()
+    full = os.environ.get("SCRUB_BENCH_FULL") == "1"
+    rows = []
+    if (ROOT / "scrub" / "models" / "toy_ioi" / "config.json").is_file():
+        model = load_model("toy-ioi")
+        inputs = _inputs(model)
+        caches = _ref_caches(ref, model, inputs)
+        _warm_up(model, inputs, ref, caches)
+        last = model.info.n_layers - 1
+        movers, inhibition = f"q:{last}.0,{last}.1", f"v:{last - 1}.0,{last - 1}.1@all"
+        for name, recv, mlps, target in [
+            ("logits, MLPs free", "logits", "free", 5.0),
+            ("logits, MLPs frozen", "logits", "frozen", 50.0),
+            (f"{movers} at END, MLPs free", movers, "free", 3.0),
+            (f"{inhibition}, MLPs free", inhibition, "free", 3.0),
+        ]:
+            rows.append(_case(model, inputs, ref, caches, name, recv, mlps, target, None))
+    else:
+        print("toy-ioi checkpoint missing: skipping its rows")
+    model = load_model("gpt2-small-random")
+    inputs = _inputs(model)
+    caches = _ref_caches(ref, model, inputs)
+    sample = None if full else 4
+    for name, recv, mlps, target in [
+        ("logits, MLPs free", "logits", "free", 5.0),
+        ("logits, MLPs frozen", "logits", "frozen", 50.0),
+        ("q:9.6,9.9,10.0 at END, MLPs free", "q:9.6,9.9,10.0", "free", 3.0),
+    ]:
+        rows.append(_case(model, inputs, ref, caches, name, recv, mlps, target, sample))
+    return rows

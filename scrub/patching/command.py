@@ -1,0 +1,161 @@
+"""``scrub patch``: a path-patching scan from the command line.
+
+Register with ``app.command("patch")(patch_command)``. Every input is validated before any model
+work, and every output (JSON, PNG, HTML) is rendered in memory before any is written, each
+atomically: a failed run leaves no file behind.
+
+    scrub patch --model toy-ioi --n 100 --seed 0 --corrupt abc --senders heads \\
+        --receivers q:3.0,3.1 --positions END --mlps free --json out.json --png out.png
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scrub.errors import ScrubError
+
+
+def parse_senders(text: str, position: str | None):
+    """``heads``, ``mlps``, ``heads+mlps`` (scans) or an explicit list like ``0.1,3.2,mlp2``."""
+    from scrub.patching.activation import Component
+
+    if text in ("heads", "mlps", "heads+mlps"):
+        return text
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        head = re.fullmatch(r"(\d+)\.(\d+)", part)
+        mlp = re.fullmatch(r"mlp:?(\d+)", part)
+        if head:
+            out.append(Component("head", int(head.group(1)), int(head.group(2)), position))
+        elif mlp:
+            out.append(Component("mlp", int(mlp.group(1)), None, position))
+        else:
+            raise ScrubError(
+                f"cannot read sender {part!r}",
+                fix="use heads, mlps, heads+mlps, or a list like 0.1,3.2,mlp2",
+            )
+    if not out:
+        raise ScrubError("no senders given", fix="use --senders heads")
+    return out
+
+
+def patch_command(
+    model: Annotated[str, typer.Option("--model", help="toy-ioi, gpt2-small(-random) or a dir")] = (
+        "toy-ioi"
+    ),
+    n: Annotated[int, typer.Option("--n", help="Number of prompts")] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    corrupt: Annotated[str, typer.Option("--corrupt", help="Corruption, e.g. abc")] = "abc",
+    senders: Annotated[
+        str, typer.Option("--senders", help="heads, mlps, heads+mlps, or e.g. 0.1,3.2,mlp2")
+    ] = "heads",
+    receivers: Annotated[
+        str,
+        typer.Option(
+            "--receivers",
+            help="logits, or q|k|v:L.H,L.H[@POSITION|@all] (q defaults to END, k/v to all)",
+        ),
+    ] = "logits",
+    positions: Annotated[
+        str | None, typer.Option("--positions", help="Patch senders only at this position")
+    ] = None,
+    mlps: Annotated[str, typer.Option("--mlps", help="free (default) or frozen")] = "free",
+    normalize: Annotated[
+        str, typer.Option("--normalize", help="clean (clean=1, corrupted=0) or damage (0, -1)")
+    ] = "clean",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Write a heatmap PNG")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write a heatmap HTML")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option("--dataset", help="Clean PromptSet file (from scrub dataset)")
+    ] = None,
+    corrupted: Annotated[
+        Path | None, typer.Option("--corrupted", help="Corrupted PromptSet file, row-aligned")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Path-patch senders (corrupted) to receivers, other heads frozen; print the top senders."""
+    import torch
+
+    from scrub.data import corrupt as apply_corruptions
+    from scrub.data import make_ioi, parse_corruptions
+    from scrub.models import load_model
+    from scrub.patching.activation import PatchInputs
+    from scrub.patching.path import MLP_MODES, Receivers, path_scan
+    from scrub.patching.results import check_normalization
+    from scrub.patching.views import heatmap_html, heatmap_png, write_bytes
+
+    # Cheap checks first, before loading anything.
+    if mlps not in MLP_MODES:
+        raise ScrubError(f"unknown --mlps {mlps!r}", fix="use free or frozen")
+    normalization = check_normalization(normalize)
+    recv = Receivers.parse(receivers)
+    sender_spec = parse_senders(senders, positions)
+    if (dataset is None) != (corrupted is None):
+        raise ScrubError("--dataset and --corrupted go together", fix="pass both files or neither")
+    for path, suffix in ((json_out, ".json"), (png, ".png"), (html_out, ".html")):
+        if path is not None and path.suffix != suffix:
+            raise ScrubError(f"cannot write {path.name}", fix=f"use a file ending in {suffix}")
+    steps = [] if dataset is not None else parse_corruptions(corrupt)
+
+    loaded = load_model(model)
+    if dataset is not None:
+        from scrub.data.export import read_promptset
+
+        clean_ps = read_promptset(dataset, loaded.tokenizer)
+        bad_ps = read_promptset(corrupted, loaded.tokenizer)
+        provenance = {"corruption": f"file:{corrupted}", "seed": None}
+    else:
+        clean_ps = make_ioi(n, seed=seed, tokenizer=loaded.tokenizer)
+        bad_ps = apply_corruptions(clean_ps, steps, seed=seed)
+        provenance = {"corruption": ",".join(steps), "seed": seed}
+    inputs = PatchInputs.from_promptsets(clean_ps, bad_ps)
+    if positions is not None:
+        inputs.index(positions)
+
+    torch.set_grad_enabled(False)
+    result = path_scan(
+        loaded,
+        inputs,
+        sender_spec,
+        recv,
+        mlps=mlps,
+        position=positions,
+        normalization=normalization,
+        progress=progress,
+        settings=provenance,
+    )
+    # Render everything before writing anything: a failure leaves no partial output.
+    rendered: list[tuple[bytes | str, Path]] = []
+    if json_out is not None:
+        import json
+
+        text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+        rendered.append((text, json_out))
+    if png is not None:
+        rendered.append((heatmap_png(result), png))
+    if html_out is not None:
+        rendered.append((heatmap_html(result), html_out))
+    for data, path in rendered:
+        write_bytes(data, path)
+
+    frame = result.to_frame().dropna(subset=["logit_diff"])
+    top = frame.reindex(
+        frame["normalized"]
+        .sub(1 if "clean=1" in normalization else 0)
+        .abs()
+        .sort_values(ascending=False)
+        .index
+    ).head(10)
+    typer.echo(
+        f"{result.settings.experiment} patching {result.settings.senders} -> {recv} "
+        f"(MLPs {mlps}, n={inputs.n}): clean {result.clean:.3f}, corrupted {result.corrupted:.3f}"
+    )
+    cols = ["component", "layer", "head", "position", "logit_diff", "normalized"]
+    typer.echo(top[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    for _, path in rendered:
+        typer.echo(f"wrote {path}")
