@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/scrub dataset ioi --n 200 --seed 1 --corrupt prefix,flip-io --out runs/demo/ioi-prefix-flip-io.jsonl
+	$(VENV)/bin/scrub check hypotheses/ -q -rs
+	$(VENV)/bin/scrub draw hypotheses/toy_ioi.py::full_circuit -o runs/toy-ioi-full-circuit.svg --results latest
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

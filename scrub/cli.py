@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from scrub.errors import ScrubError
+from scrub.patching.command import patch_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets and their corruptions.")
 app.add_typer(dataset_app, name="dataset")
+# The command module imports torch and the engine only inside the command, so this is cheap.
+app.command("patch")(patch_command)
 
 
 def _parse_ints(text: str | None, what: str) -> list[int] | None:
@@ -134,6 +137,79 @@ def run(
     if json_out is not None:
         write_result(result, json_out)
         typer.echo(f"wrote {json_out}")
+
+
+@app.command(
+    "check",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def check(ctx: typer.Context) -> None:
+    """Run the claims under hypotheses/ (pytest underneath: its options and exit codes)."""
+    from scrub.runner.check import check as run_check
+
+    raise SystemExit(run_check(list(ctx.args)))
+
+
+@app.command("runs")
+def runs(
+    root: Annotated[Path, typer.Option("--root", help="Where runs are stored")] = Path("runs"),
+) -> None:
+    """List stored runs: name, results, passed/failed, command."""
+    from scrub.runner.store import list_runs
+
+    found = list_runs(root)
+    if not found:
+        typer.echo(f"no runs under {root}")
+        return
+    for run in found:
+        table = run.table()
+        counts = table["outcome"].value_counts().to_dict() if len(table) else {}
+        tally = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        args = " ".join(map(str, run.meta().get("pytest_args", [])))
+        typer.echo(f"{run.path.name}  {len(table):>3} results  {tally:<24} {args}")
+
+
+@app.command("compare")
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Run directory or name (or 'latest')")],
+    run_b: Annotated[str, typer.Argument(help="Run directory or name (or 'latest')")],
+    root: Annotated[Path, typer.Option("--root", help="Where runs are stored")] = Path("runs"),
+) -> None:
+    """Show what changed between two runs: recovered, its change and pass/fail flips."""
+    import pandas as pd
+
+    from scrub.runner.store import compare_runs, resolve_run
+
+    a, b = resolve_run(run_a, root), resolve_run(run_b, root)
+    diff = compare_runs(a, b)
+    typer.echo(f"A = {a.path}\nB = {b.path}")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        typer.echo(diff.drop(columns=["key"]).to_string(index=False, float_format="%.3f"))
+    changed = int((diff["status"] != "same").sum())
+    typer.echo(f"{changed} of {len(diff)} results changed")
+
+
+@app.command("draw")
+def draw(
+    ref: Annotated[str, typer.Argument(help="FILE::NAME of a hypothesis")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="graph.svg, .png or .dot")],
+    results: Annotated[
+        str | None, typer.Option("--results", help="A run (dir or name) or a result JSON")
+    ] = None,
+) -> None:
+    """Render a hypothesis with graphviz, optionally annotated with what each node costs."""
+    from scrub.runner.draw import FORMATS, load_records
+    from scrub.runner.draw import draw as draw_hypothesis
+    from scrub.scrubbing.loader import load_hypothesis
+
+    if out.suffix not in FORMATS:
+        raise ScrubError(f"cannot draw to {out.name}", fix=f"use {', '.join(FORMATS)}")
+    hypothesis = load_hypothesis(ref)
+    records = load_records(results) if results is not None else None
+    outcome = draw_hypothesis(hypothesis, out, records=records)
+    typer.echo(outcome.message)
+    typer.echo(f"drawing: {outcome.image or outcome.dot}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,268 @@
+"""Draw a hypothesis with graphviz: one box per interpretation node, edges labelled by slot.
+
+Each box shows the node's name, its components grouped by position ("9.9 9.6 10.0 @END") and its
+resampling rules; its colour is the head class read from the node's name (name mover,
+S-inhibition, induction, ...). With results, each box also shows what scrubbing that node alone
+costs: ``recovered(full) - recovered(full without the node and the nodes that only feed it)``.
+The costs are read from the results when they hold results named ``"<hypothesis> without
+<node>"`` (as :func:`ablations` names them); otherwise they are computed with
+:func:`~scrub.scrubbing.run.run_hypothesis` under the stored result's model, n, seed and metric.
+
+The ``.dot`` source is always written; ``.svg``/``.png`` need graphviz's ``dot`` program.
+
+>>> outcome = draw(hypothesis, Path("graph.svg"))        # doctest: +SKIP
+>>> outcome.image, outcome.message                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from scrub.atomic import atomic_path
+from scrub.errors import ScrubError
+from scrub.scrubbing.hypothesis import OUTPUT, Embed, Head, Hypothesis, Mlp, random
+from scrub.scrubbing.validate import graph
+
+FORMATS = (".dot", ".svg", ".png")
+INSTALL_HINT = "install graphviz for svg/png (apt-get install graphviz, or brew install graphviz)"
+
+#: (keywords in a node's name, class, fill colour); the first match wins, so "backup name
+#: movers" is a backup and "negative name movers" negative before "name mover" matches.
+HEAD_CLASSES = (
+    (("negative",), "negative name mover", "#f4a6a6"),
+    (("backup",), "backup name mover", "#ffd8a8"),
+    (("name mover",), "name mover", "#a5d8ff"),
+    (("s-inhibition", "s inhibition", "inhibition"), "S-inhibition", "#b2f2bb"),
+    (("induction",), "induction", "#d0bfff"),
+    (("duplicate",), "duplicate token", "#fcc2d7"),
+    (("previous", "prev"), "previous token", "#ffec99"),
+    (("embed", "token"), "embedding", "#e9ecef"),
+)
+OTHER_COLOUR = "#dee2e6"
+
+
+def head_class(name: str) -> tuple[str, str]:
+    """(class, colour) of an interpretation node, from its name."""
+    low = name.lower()
+    for keys, cls, colour in HEAD_CLASSES:
+        if any(k in low for k in keys):
+            return cls, colour
+    return "other", OTHER_COLOUR
+
+
+def components_label(components: Sequence) -> str:
+    """``"9.9 9.6 10.0 @END"``; components at different positions are grouped per position."""
+    groups: dict[str | None, list[str]] = {}
+    for c in components:
+        if isinstance(c, Head):
+            text = f"{c.layer}.{c.head}"
+        elif isinstance(c, Mlp):
+            text = f"mlp{c.layer}"
+        else:
+            assert isinstance(c, Embed)
+            text = "embed"
+        groups.setdefault(c.position, []).append(text)
+    return ", ".join(" ".join(v) + (f" @{p}" if p else " @all") for p, v in groups.items())
+
+
+def without(h: Hypothesis, name: str) -> Hypothesis:
+    """``h`` with node ``name`` removed, and every node that then feeds nothing.
+
+    The removed components' outputs fall to their parents' other inputs (random by default):
+    this is "scrubbing that node alone".
+    """
+    h.node(name)  # KeyError for a node that does not exist
+    removed = {name}
+    changed = True
+    while changed:  # a node all of whose parents are removed explains nothing any more
+        changed = False
+        for n in h.nodes:
+            if n.name not in removed and all(f.parent in removed for f in n.feeds):
+                removed.add(n.name)
+                changed = True
+    nodes = []
+    for n in h.nodes:
+        if n.name in removed:
+            continue
+        feeds = tuple(f for f in n.feeds if f.parent not in removed)
+        nodes.append(type(n)(n.name, n.components, feeds, n.rule, n.other))
+    return Hypothesis(
+        ablation_name(h.name, name),
+        nodes,
+        output_other=h.output_other,
+        description=f"{h.name} without {name}",
+        dataset=h.dataset,
+    )
+
+
+def ablation_name(hypothesis: str, node: str) -> str:
+    return f"{hypothesis} without {node}"
+
+
+def ablations(h: Hypothesis) -> list[Hypothesis]:
+    """One hypothesis per node: ``h`` without that node (see :func:`without`)."""
+    return [without(h, n.name) for n in h.nodes]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def load_records(ref: str | Path) -> list[dict]:
+    """Result records from a result JSON, a run directory, or a run name under ``runs/``."""
+    from scrub.runner.store import RunDir, resolve_run
+
+    p = Path(ref)
+    if p.is_file():
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ScrubError(f"cannot read results file {p}: {e}", fix="give a result JSON") from e
+        if not isinstance(doc, dict) or "recovered" not in doc:
+            raise ScrubError(f"{p} is not a scrub result", fix="give a JSON written by scrub")
+        return [doc]
+    run = RunDir(p) if (p / "run.json").is_file() else resolve_run(str(ref))
+    records = run.records()
+    if not records:
+        raise ScrubError(f"run {run.path} holds no results", fix="give a run with results")
+    return records
+
+
+def _matches(record: Mapping, h: Hypothesis) -> bool:
+    return (
+        record.get("hypothesis") == h.name
+        or (record.get("hypothesis_spec") or {}).get("name") == h.name
+    )
+
+
+def node_costs(h: Hypothesis, records: Sequence[Mapping], *, compute: bool = True) -> dict:
+    """``{node: cost}`` and where they came from; raises if no record is of ``h``.
+
+    Returns ``{"full": recovered, "costs": {node: cost}, "source": "results"|"computed"}``.
+    """
+    from scrub.runner.plugin import spec_of
+
+    mine = [r for r in records if _matches(r, h)]
+    if not mine:
+        found = sorted({str(r.get("hypothesis")) for r in records})
+        raise ScrubError(
+            f"the results are not of hypothesis {h.name!r} (they are of: {', '.join(found)})",
+            fix="give results produced by this hypothesis (scrub run --json, or a scrub check run)",
+        )
+    full = mine[-1]
+    stored_spec = full.get("hypothesis_spec")
+    if stored_spec is not None and stored_spec.get("nodes") != spec_of(h)["nodes"]:
+        raise ScrubError(
+            f"the results of {h.name!r} come from a different version of it (its nodes differ)",
+            fix="re-run the hypothesis, then draw with the new results",
+        )
+    by_name = {r.get("hypothesis"): r for r in records}
+    stored = {n.name: by_name.get(ablation_name(h.name, n.name)) for n in h.nodes}
+    if all(v is not None for v in stored.values()):
+        costs = {k: full["recovered"] - v["recovered"] for k, v in stored.items()}
+        return {"full": full["recovered"], "costs": costs, "source": "results"}
+    if not compute:
+        return {"full": full["recovered"], "costs": {}, "source": "none"}
+    from scrub.models import load_model
+    from scrub.scrubbing.run import run_hypothesis
+
+    s = full.get("settings", {})
+    model = load_model(str(s.get("model", full.get("model"))))
+    kw = {"n": int(s.get("n", full.get("n"))), "seed": int(s.get("seed", 0))}
+    kw["metric"] = str(s.get("metric", full.get("metric", "logit-diff")))
+    if s.get("pool"):
+        kw["pool"] = int(s["pool"])
+    costs = {
+        n.name: full["recovered"] - run_hypothesis(without(h, n.name), model, **kw).recovered
+        for n in h.nodes
+    }
+    return {"full": full["recovered"], "costs": costs, "source": "computed"}
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def to_dot(h: Hypothesis, costs: Mapping | None = None):
+    """A ``graphviz.Digraph`` of ``h``: children below parents, the output at the top."""
+    import graphviz
+
+    g = graphviz.Digraph(h.name, graph_attr={"rankdir": "BT", "label": h.name, "labelloc": "t"})
+    g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
+    g.attr("edge", fontname="Helvetica", fontsize="10")
+    top = "OUTPUT (logits)"
+    if h.output_other != random:
+        top += f"\\nother: {h.output_other}"
+    if costs:
+        top += f"\\nrecovered {costs['full']:.3f}"
+    g.node(OUTPUT, top, fillcolor="#ffffff", shape="ellipse")
+    order = list(nx.topological_sort(graph(h)))
+    for name in order:
+        if name == OUTPUT:
+            continue
+        n = h.node(name)
+        cls, colour = head_class(name)
+        lines = [f"{name}: {components_label(n.components)}", f"rule: {n.rule}"]
+        if n.other != random:
+            lines.append(f"other: {n.other}")
+        if costs and name in costs.get("costs", {}):
+            lines.append(f"scrubbing it alone costs {costs['costs'][name]:+.3f}")
+        g.node(name, "\\n".join(lines), fillcolor=colour, tooltip=cls)
+    for n in h.nodes:
+        for f in n.feeds:
+            g.edge(n.name, f.parent, label=f.slot.value)
+    return g
+
+
+@dataclass(frozen=True)
+class DrawOutcome:
+    """Files written: ``dot`` always; ``image`` when requested and ``dot`` ran; a message."""
+
+    dot: Path
+    image: Path | None
+    message: str
+
+
+def render(g, out: Path, *, dot_program: str | None = None) -> DrawOutcome:
+    """Write ``g`` to ``out`` (.dot, .svg or .png); svg/png also leave the .dot beside them."""
+    out = Path(out)
+    if out.suffix not in FORMATS:
+        raise ScrubError(f"cannot draw to {out.name}", fix=f"use {', '.join(FORMATS)}")
+    dot_path = out if out.suffix == ".dot" else out.with_suffix(".dot")
+    with atomic_path(dot_path) as tmp:
+        tmp.write_text(g.source)
+    if out.suffix == ".dot":
+        return DrawOutcome(dot_path, None, f"wrote {dot_path}")
+    exe = dot_program or shutil.which("dot")
+    if exe is None:
+        return DrawOutcome(
+            dot_path, None, f"wrote {dot_path}; `dot` not found, no {out.suffix}: {INSTALL_HINT}"
+        )
+    with atomic_path(out) as tmp:
+        proc = subprocess.run(
+            [exe, f"-T{out.suffix[1:]}", "-o", str(tmp), str(dot_path)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ScrubError(f"graphviz failed: {proc.stderr.strip()}", fix=INSTALL_HINT)
+    return DrawOutcome(dot_path, out, f"wrote {out} (and {dot_path})")
+
+
+def draw(
+    h: Hypothesis, out: Path, *, records: Sequence[Mapping] | None = None, compute: bool = True
+) -> DrawOutcome:
+    """Render ``h`` to ``out``, annotated with node costs when ``records`` are given."""
+    costs = node_costs(h, records, compute=compute) if records is not None else None
+    outcome = render(to_dot(h, costs), out)
+    if costs is not None:
+        note = {"results": "read from the results", "computed": "computed now", "none": "absent"}
+        return DrawOutcome(
+            outcome.dot, outcome.image, f"{outcome.message}; node costs {note[costs['source']]}"
+        )
+    return outcome

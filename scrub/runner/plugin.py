@@ -1,0 +1,345 @@
+"""scrub as a pytest plugin: the ``scrub`` fixture, the ``scrub_claim`` marker, a results table.
+
+Registered through the ``pytest11`` entry point (or ``-p scrub.runner.plugin``). It adds nothing
+to a session that records no scrub result: no files, no table.
+
+* ``scrub`` fixture: ``scrub.run(hypothesis_or_ref, n=, seed=, metric=, model=, dataset=)``
+  returns a :class:`~scrub.scrubbing.result.ScrubResult` and records it. Models load once per
+  session; datasets are cached per (model, kind, size, seed), both in ``config.stash``.
+* ``@pytest.mark.scrub_claim(model="toy-ioi", n=200, seed=0)``: the defaults of ``scrub.run``
+  in that test. A claim about a model whose weights cannot be had (GPT-2 small offline) skips
+  with the loader's reason.
+* Options: ``--scrub-model M`` runs only claims about model M (others skip) and is the default
+  model of unmarked tests; ``--scrub-n`` and ``--scrub-seed`` override every run's n and seed;
+  ``--scrub-out DIR`` is where run directories go (default ``<rootdir>/runs``).
+* Precedence for n and seed: command line > ``scrub.run(...)`` argument > marker > default.
+  For the model: ``scrub.run(model=)`` > marker > ``--scrub-model`` > ``toy-ioi`` (a claim is
+  about one model; running it on another would make it meaningless).
+* Each result is written to the run directory when its test finishes (with pass/fail/error/skip),
+  see :mod:`scrub.runner.store`. With pytest-xdist the controller names the run directory and
+  hands it to the workers; the controller's summary reads the results back from the files.
+* A claim test that raises anything but ``AssertionError`` is reported as an error, not a failure.
+
+>>> @pytest.mark.scrub_claim(model="toy-ioi", n=200)          # doctest: +SKIP
+... def test_full(scrub):
+...     assert_recovers(scrub.run("toy_ioi.py::full_circuit"), at_least=0.8)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scrub.runner.store import RunDir, new_run_name, record_of, safe_key
+
+DEFAULT_MODEL = "toy-ioi"
+DEFAULT_N = 200
+#: Models fetched from the network: when they cannot be loaded, their claims skip (not error).
+NETWORK_MODELS = ("gpt2-small",)
+MARKER = "scrub_claim"
+_ERROR_TAG = ("scrub_outcome", "error")
+
+
+@dataclass
+class SessionState:
+    """Per-session plugin state (lives in ``config.stash``; mutable caches by design)."""
+
+    run: RunDir
+    model_option: str | None
+    n_option: int | None
+    seed_option: int | None
+    models: dict[str, Any] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    datasets: dict[tuple, Any] = field(default_factory=dict)
+    pending: dict[str, list[tuple[str, Any, dict]]] = field(default_factory=dict)
+    recorded: int = 0
+
+
+STATE = pytest.StashKey[SessionState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("scrub", "causal-scrubbing claims")
+    group.addoption("--scrub-model", default=None, help="run only claims about this model")
+    group.addoption("--scrub-n", type=int, default=None, help="reference examples per run")
+    group.addoption("--scrub-seed", type=int, default=None, help="seed of every run")
+    group.addoption("--scrub-out", default=None, help="directory for run dirs (default runs/)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(model=None, n=None, seed=None): a causal-scrubbing claim and its defaults",
+    )
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "scrub_run_dir" in workerinput:
+        run = RunDir(Path(workerinput["scrub_run_dir"]))
+    else:
+        out = config.getoption("scrub_out")
+        root = Path(out) if out else config.rootpath / "runs"
+        run = RunDir(root.resolve() / new_run_name())  # created on the first result only
+    config.stash[STATE] = SessionState(
+        run=run,
+        model_option=config.getoption("scrub_model"),
+        n_option=config.getoption("scrub_n"),
+        seed_option=config.getoption("scrub_seed"),
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist (controller): every worker writes into the controller's run directory."""
+    node.workerinput["scrub_run_dir"] = str(node.config.stash[STATE].run.path)
+
+
+def _is_claim(item: pytest.Item) -> bool:
+    return item.get_closest_marker(MARKER) is not None or "scrub" in getattr(
+        item, "fixturenames", ()
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    exc = call.excinfo
+    if (
+        report.when == "call"
+        and report.failed
+        and exc is not None
+        and not exc.errisinstance(AssertionError)
+        and _is_claim(item)
+    ):
+        report.user_properties.append(_ERROR_TAG)
+    # Runs in the process that ran the test (an xdist worker or the only process).
+    if report.when == "call" or not report.passed:
+        _flush(item.config, report)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if report.when == "call" and _ERROR_TAG in list(getattr(report, "user_properties", ())):
+        return "error", "E", "ERROR"
+    return None
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if _ERROR_TAG in list(report.user_properties):
+        return "error"
+    return {"passed": "pass", "failed": "fail", "skipped": "skip"}[report.outcome]
+
+
+def _flush(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Write the results a test recorded, now that its outcome is known."""
+    state = config.stash[STATE]
+    pending = state.pending.pop(report.nodeid, None)
+    if not pending:
+        return
+    state.run.ensure(_run_meta(config))
+    for key, result, extra in pending:
+        state.run.write_record(
+            record_of(result, key=key, test=report.nodeid, outcome=_outcome(report), extra=extra)
+        )
+        state.recorded += 1
+
+
+def _run_meta(config: pytest.Config) -> dict[str, Any]:
+    state = config.stash[STATE]
+    return {
+        "options": {
+            "scrub_model": state.model_option,
+            "scrub_n": state.n_option,
+            "scrub_seed": state.seed_option,
+        },
+        "pytest_args": list(config.invocation_params.args),
+    }
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash[STATE]
+    if not _is_worker(config) and (state.run.path / "results").is_dir():
+        state.run.rebuild_table()  # the final table sees every worker's results
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config):
+        return
+    run = config.stash[STATE].run
+    records = run.records()
+    if not records:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "scrub results")
+    for line in format_table(records):
+        tr.write_line(line)
+    tr.write_line(f"results: {run.path}")
+
+
+def format_table(records: list[dict]) -> list[str]:
+    """Fixed-width lines: hypothesis, model, N, clean, scrubbed, random, recovered +- SE, result."""
+
+    def num(x, w=8):
+        return f"{x:>{w}.3f}" if isinstance(x, (int, float)) else f"{'-':>{w}}"
+
+    width = max([10, *(len(str(r.get("hypothesis", ""))) for r in records)])
+    head = (
+        f"{'hypothesis':<{width}}  {'model':<10} {'N':>5} {'clean':>8} {'scrubbed':>8} "
+        f"{'random':>8} {'recovered +- SE':>17}  result"
+    )
+    lines = [head, "-" * len(head)]
+    for r in records:
+        rec, se = r.get("recovered"), r.get("recovered_se")
+        rec_txt = f"{num(rec, 7)} +- {num(se, 5)}" if rec is not None else f"{'-':>17}"
+        lines.append(
+            f"{str(r.get('hypothesis')):<{width}}  {str(r.get('model')):<10} {r.get('n', 0):>5} "
+            f"{num(r.get('clean'))} {num(r.get('scrubbed'))} {num(r.get('random'))} "
+            f"{rec_txt:>17}  {(r.get('outcome') or '?').upper()}"
+        )
+    return lines
+
+
+class Scrub:
+    """What the ``scrub`` fixture gives a test: run hypotheses and record the results.
+
+    >>> def test_x(scrub):                                          # doctest: +SKIP
+    ...     result = scrub.run("toy_ioi.py::full_circuit", n=200)
+    """
+
+    def __init__(self, request: pytest.FixtureRequest, state: SessionState):
+        self._request = request
+        self._state = state
+        marker = request.node.get_closest_marker(MARKER)
+        self._defaults: dict[str, Any] = dict(marker.kwargs) if marker else {}
+        self._here = Path(str(request.node.path)).parent
+        self.results: list = []
+
+    # -- resolution -------------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        """The model this test's claims are about (see the module docstring for precedence)."""
+        return self._defaults.get("model") or self._state.model_option or DEFAULT_MODEL
+
+    def hypothesis(self, ref):
+        """A :class:`~scrub.Hypothesis`, or ``"FILE::NAME"`` resolved beside the test file."""
+        from scrub.scrubbing.hypothesis import Hypothesis
+        from scrub.scrubbing.loader import load_hypothesis, split_ref
+
+        if isinstance(ref, Hypothesis):
+            return ref
+        path, name = split_ref(str(ref))
+        if not path.is_absolute() and (self._here / path).is_file():
+            path = self._here / path
+        return load_hypothesis(f"{path}::{name}" if name is not None else str(path))
+
+    def model(self, name: str | None = None):
+        """The session's copy of model ``name``; skips the test if its weights are unavailable."""
+        from scrub.errors import ScrubError
+        from scrub.models import load_model
+
+        name = name or self.model_name
+        st = self._state
+        if name in st.unavailable:
+            pytest.skip(st.unavailable[name])
+        if name not in st.models:
+            try:
+                st.models[name] = load_model(name)
+            except ScrubError as e:
+                if name not in NETWORK_MODELS:
+                    raise
+                st.unavailable[name] = f"{name} weights unavailable: {e}"
+                pytest.skip(st.unavailable[name])
+        return st.models[name]
+
+    def dataset(self, kind: str, size: int, seed: int, model=None):
+        """Dataset ``kind`` with ``size`` rows for ``model``, built once per session."""
+        from scrub.data.registry import build_dataset
+
+        m = model or self.model()
+        key = (m.info.name, kind, size, seed)
+        if key not in self._state.datasets:
+            self._state.datasets[key] = build_dataset(
+                kind,
+                size,
+                seed=seed,
+                tokenizer=m.tokenizer,
+                n_vocab=m.info.d_vocab,
+                n_ctx=m.info.n_ctx,
+            )
+        return self._state.datasets[key]
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def run(
+        self,
+        hypothesis,
+        *,
+        n: int | None = None,
+        seed: int | None = None,
+        metric: str = "logit-diff",
+        model: str | None = None,
+        dataset=None,
+        pool: int | None = None,
+        label: str | None = None,
+    ):
+        """Scrub ``hypothesis`` and record the result under this test; returns the ScrubResult.
+
+        ``dataset`` replaces the hypothesis's own dataset (any PromptSet/TokenSet; all its rows
+        are the pool). ``label`` names the result in the table (default: the hypothesis name).
+        """
+        from scrub.scrubbing.experiment import scrub_hypothesis
+        from scrub.scrubbing.run import DEFAULT_POOL
+
+        st = self._state
+        h = self.hypothesis(hypothesis)
+        wanted = model or self.model_name
+        if st.model_option and wanted != st.model_option:
+            pytest.skip(f"claim about {wanted}; --scrub-model {st.model_option} selects others")
+        m = self.model(wanted)
+        n = st.n_option or n or self._defaults.get("n") or DEFAULT_N
+        seed = st.seed_option if st.seed_option is not None else seed
+        seed = seed if seed is not None else self._defaults.get("seed", 0)
+        if dataset is None:
+            size = max(n, pool or self._defaults.get("pool") or DEFAULT_POOL)
+            dataset = self.dataset(h.dataset, size, seed, m)
+        result = scrub_hypothesis(h, m, dataset, n=n, seed=seed, metric=metric)
+        self.results.append(result)
+        name = label or h.name
+        nodeid = self._request.node.nodeid
+        taken = {k for k, _, _ in st.pending.get(nodeid, [])}
+        key = safe_key(f"{nodeid}::{name}")
+        key = key if key not in taken else f"{key}-{len(taken)}"
+        extra = {"hypothesis": name, "hypothesis_spec": spec_of(h)}
+        st.pending.setdefault(nodeid, []).append((key, result, extra))
+        return result
+
+
+def spec_of(h) -> dict[str, Any]:
+    """The structure of a hypothesis as JSON: nodes, components, feeds and rules."""
+    return {
+        "name": h.name,
+        "dataset": h.dataset,
+        "output_other": str(h.output_other),
+        "nodes": {
+            n.name: {
+                "components": [str(c) for c in n.components],
+                "feeds": [str(f) for f in n.feeds],
+                "rule": str(n.rule),
+                "other": str(n.other),
+            }
+            for n in h.nodes
+        },
+    }
+
+
+@pytest.fixture
+def scrub(request: pytest.FixtureRequest) -> Scrub:
+    """Run hypotheses and record their results (see :class:`Scrub`)."""
+    return Scrub(request, request.config.stash[STATE])

@@ -1,0 +1,242 @@
+"""Stored runs: one directory per session, one JSON per result, a table of all results.
+
+Layout (every file written through :func:`scrub.atomic.atomic_path`, so it is complete or absent)::
+
+    runs/20250101-120000-a1b2c3/
+        run.json            settings, versions, seed, command line
+        results/<key>.json  one scrub result: summary, settings, per-example values, assignment
+        results.csv         one row per result (rebuilt after each result and at session end)
+        results.parquet     the same table
+
+An interrupted run therefore leaves every finished result readable, and the table lists at least
+the results finished before the last rebuild (rebuild it with :func:`rebuild_table`).
+
+>>> run = RunDir.create(Path("runs"), {"seed": 0})          # doctest: +SKIP
+>>> run.write_record(record_of(result, key="test_x"))      # doctest: +SKIP
+>>> list_runs(Path("runs"))                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scrub.atomic import atomic_path
+from scrub.errors import ScrubError
+
+#: Columns of the results table, in display order.
+TABLE_COLUMNS = (
+    "key",
+    "hypothesis",
+    "model",
+    "n",
+    "seed",
+    "metric",
+    "clean",
+    "scrubbed",
+    "random",
+    "recovered",
+    "recovered_se",
+    "outcome",
+    "test",
+)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (those installed)."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for dist in ("scrub-circuits", "torch", "transformers", "transformer-lens", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def safe_key(text: str) -> str:
+    """A file-name-safe form of a test id or hypothesis name (stable, readable)."""
+    key = re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+    return key[:150] or "result"
+
+
+def new_run_name() -> str:
+    """``<YYYYmmdd-HHMMSS>-<6 hex>``: sortable by time, unique across parallel sessions."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _finite(x: Any) -> Any:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def assignment_summary(result) -> dict[str, dict[str, int]]:
+    """Per treeified node: rows drawn, distinct rows, and how many equal the reference row."""
+    a = result.assignment
+    ref = a.rows.get("") if "" in a.rows else None
+    out = {}
+    for path, rows in a.rows.items():
+        entry = {"rows": len(rows), "distinct": len(set(rows.tolist()))}
+        if ref is not None and len(ref) == len(rows):
+            entry["same_as_reference"] = int((rows == ref).sum())
+        out[path or "output"] = entry
+    return out
+
+
+def record_of(
+    result, *, key: str, test: str = "", outcome: str = "", extra: Mapping | None = None
+) -> dict[str, Any]:
+    """The JSON document stored for one :class:`~scrub.scrubbing.result.ScrubResult`."""
+    summary = {k: _finite(v) for k, v in result.summary().items()}
+    settings = dict(result.settings)
+    return {
+        "key": key,
+        "test": test,
+        "outcome": outcome,
+        **summary,
+        "model": settings.get("model"),
+        "seed": settings.get("seed"),
+        "settings": settings,
+        "versions": versions(),
+        "warnings": list(result.warnings),
+        "assignment_summary": assignment_summary(result),
+        "per_example": {k: getattr(result, k).tolist() for k in ("clean", "scrubbed", "random")},
+        **dict(extra or {}),
+    }
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One stored run: ``path`` holds ``run.json``, ``results/`` and the results table."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, root: Path, meta: Mapping[str, Any], name: str | None = None) -> RunDir:
+        """Make ``root/<name>/`` and write ``run.json`` (``meta`` plus versions and argv)."""
+        run = cls(Path(root) / (name or new_run_name()))
+        run.ensure(meta)
+        return run
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path / "results"
+
+    def ensure(self, meta: Mapping[str, Any]) -> None:
+        """Create the directory and ``run.json`` unless they exist (safe from parallel workers)."""
+        if (self.path / "run.json").is_file():
+            return
+        doc = {
+            "run": self.path.name,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "command": sys.argv,
+            "versions": versions(),
+            **dict(meta),
+        }
+        with atomic_path(self.path / "run.json") as tmp:
+            tmp.write_text(json.dumps(doc, indent=1, default=str))
+
+    def meta(self) -> dict[str, Any]:
+        p = self.path / "run.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    def write_record(self, record: Mapping[str, Any]) -> Path:
+        """Write ``results/<key>.json`` atomically, then rebuild the table."""
+        path = self.results_dir / f"{safe_key(str(record['key']))}.json"
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(record, indent=1, default=str, allow_nan=True))
+        self.rebuild_table()
+        return path
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every stored result, oldest file first (unreadable files are skipped)."""
+        if not self.results_dir.is_dir():
+            return []
+        files = sorted(self.results_dir.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+        out = []
+        for f in files:
+            try:
+                out.append(json.loads(f.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue  # another process replaced it mid-read; the next rebuild sees it
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """One row per stored result with :data:`TABLE_COLUMNS`."""
+        rows = [{c: r.get(c) for c in TABLE_COLUMNS} for r in self.records()]
+        return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+    def rebuild_table(self) -> pd.DataFrame:
+        """Rewrite ``results.csv`` and ``results.parquet`` from ``results/`` (atomically)."""
+        frame = self.table()
+        with atomic_path(self.path / "results.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+        try:
+            with atomic_path(self.path / "results.parquet") as tmp:
+                frame.astype({"n": "Int64", "seed": "Int64"}).to_parquet(tmp, index=False)
+        except Exception:  # noqa: BLE001  the parquet copy is a convenience: never lose a run over
+            # it (pyarrow missing, or its pandas extension types re-registered in one process);
+            # the JSON files and the CSV hold the same data.
+            (self.path / "results.parquet").unlink(missing_ok=True)
+        return frame
+
+
+def list_runs(root: Path) -> list[RunDir]:
+    """Stored runs under ``root``, oldest first (directories with a ``run.json``)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return [RunDir(p) for p in sorted(root.iterdir()) if (p / "run.json").is_file()]
+
+
+def resolve_run(ref: str | Path, root: Path = Path("runs")) -> RunDir:
+    """A run by path, by name under ``root``, by unique name prefix, or ``latest``."""
+    p = Path(ref)
+    if (p / "run.json").is_file():
+        return RunDir(p)
+    runs = list_runs(root)
+    if str(ref) == "latest" and runs:
+        return runs[-1]
+    hits = [r for r in runs if r.path.name.startswith(str(ref))]
+    if len(hits) == 1:
+        return hits[0]
+    names = ", ".join(r.path.name for r in runs[-5:]) or "(none)"
+    why = "matches several runs" if hits else "is not a stored run"
+    raise ScrubError(f"{ref} {why}", fix=f"give a run directory or a name under {root}: {names}")
+
+
+def compare_runs(a: RunDir, b: RunDir) -> pd.DataFrame:
+    """Results of ``a`` and ``b`` side by side by key, with recovered's change and outcome flips.
+
+    ``status`` is ``changed`` (outcome differs, or recovered moved by more than 2 combined SEs),
+    ``same``, ``only in A`` or ``only in B``.
+    """
+    cols = ["key", "hypothesis", "recovered", "recovered_se", "outcome", "n", "model"]
+    ta, tb = a.table()[cols], b.table()[cols]
+    m = ta.merge(tb, on="key", how="outer", suffixes=("_a", "_b"))
+    m["hypothesis"] = m["hypothesis_a"].fillna(m["hypothesis_b"])
+    m["delta"] = m["recovered_b"] - m["recovered_a"]
+    se = (m["recovered_se_a"].astype(float) ** 2 + m["recovered_se_b"].astype(float) ** 2) ** 0.5
+
+    def status(i: int) -> str:
+        if pd.isna(m.at[i, "hypothesis_a"]):
+            return "only in B"
+        if pd.isna(m.at[i, "hypothesis_b"]):
+            return "only in A"
+        moved = abs(m.at[i, "delta"]) > 2 * se[i] if pd.notna(se[i]) else m.at[i, "delta"] != 0
+        flipped = m.at[i, "outcome_a"] != m.at[i, "outcome_b"]
+        return "changed" if (moved or flipped) else "same"
+
+    m["status"] = [status(i) for i in range(len(m))]
+    keep = ["key", "hypothesis", "recovered_a", "recovered_b", "delta", "outcome_a", "outcome_b"]
+    return m[[*keep, "status"]]
