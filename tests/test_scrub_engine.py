@@ -178,3 +178,11 @@ def test_other_metrics_bounds(tiny_model, metric):
     assert everything.recovered == 1.0
     if metric == "kl":
         assert np.all(everything.clean == 0) and np.all(everything.random > 0)
+
+
+def test_all_position_nodes_warn_when_rows_differ_in_length(tiny_model):
+    h = HYPOTHESES["all-positions"]
+    ragged = scrub_hypothesis(h, tiny_model, tiny_dataset(ragged=True), n=8, seed=0)
+    aligned = scrub_hypothesis(h, tiny_model, tiny_dataset(ragged=False), n=8, seed=0)
+    assert any("matched by index" in w for w in ragged.warnings)
+    assert not any("matched by index" in w for w in aligned.warnings)

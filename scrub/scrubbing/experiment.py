@@ -108,5 +108,25 @@ def scrub_hypothesis(
             "distinct_rows": cache.n_rows,
             "treeified_nodes": len(a.rows),
         },
-        warnings=cancellation_warnings(scrubbed, clean, random),
+        warnings=cancellation_warnings(scrubbed, clean, random)
+        + alignment_warnings(hypothesis, dataset),
+    )
+
+
+def alignment_warnings(hypothesis: Hypothesis, dataset) -> tuple[str, ...]:
+    """All-position components are matched by token index between rows; warn when rows differ.
+
+    A child's output at index t of its own row enters its parent's row at index t. That is right
+    when rows share one layout, and silently mixes tokens when templates or prefixes differ.
+    """
+    lengths = dataset.mask.sum(1)
+    if bool((lengths == lengths[0]).all()):
+        return ()
+    loose = [n.name for n in hypothesis.nodes if any(c.position is None for c in n.components)]
+    if not loose:
+        return ()
+    return (
+        f"node(s) {', '.join(map(repr, loose))} cover all positions, but the dataset's rows differ "
+        f"in length, so positions are matched by index across different prompts; name a position "
+        f"(at='END') or agree on the template",
     )
