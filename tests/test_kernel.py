@@ -191,3 +191,22 @@ def test_from_hf_rejects_other_architectures() -> None:
     fake = SimpleNamespace(config=SimpleNamespace(model_type="llama"))
     with pytest.raises(ScrubError, match="GPT-2 only, not 'llama'"):
         GPT2Weights.from_hf(fake)
+
+
+def test_self_attention_z_and_head_subsets_equal_full_attention(
+    tiny_model: Model, w: GPT2Weights
+) -> None:
+    from scrub.models.kernel import embed, self_attention_z
+
+    tokens = tokens_for(tiny_model)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    mask[0, -2:] = False
+    x = embed(w, tokens)
+    full, _ = attention(w, 1, per_head(x), per_head(x), per_head(x), mask)
+    z = self_attention_z(w, 1, x, mask)
+    lw = w.layers[1]
+    by_head = torch.stack([z[:, :, h] @ lw.W_O[h] for h in range(4)], 2)
+    close(by_head[1:], full[1:])
+    close(by_head[0, :-2], full[0, :-2])
+    one, _ = attention(w, 1, per_head(x, 1), per_head(x, 1), per_head(x, 1), mask, heads=[2])
+    close(one[:, :, 0], full[:, :, 2])

@@ -194,8 +194,15 @@ def attention(
         torch.einsum("bkhd,hde->bkhe", layer_norm(v_in, lw.ln1_w, lw.ln1_b, w.eps), W_V)
         + lw.b_V[sel]
     )
-    scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / lw.attn_scale
-    keys = torch.arange(n_k, device=q_in.device)
+    z, pattern = _attend(q, k, v, lw.attn_scale, q_positions, attn_mask)
+    result = torch.einsum("bqhe,hed->bqhd", z, lw.W_O[sel])
+    return result, pattern
+
+
+def _attend(q, k, v, scale: float, q_positions: Tensor, attn_mask: Tensor | None):
+    """Causal, padding-masked softmax attention: (z [b,q,h,e], pattern [b,h,q,k])."""
+    scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
+    keys = torch.arange(k.shape[1], device=k.device)
     allowed = keys <= q_positions[..., :, None]  # [q, k] or [b, q, k]
     allowed = allowed[:, None] if allowed.dim() == 3 else allowed[None, None]
     if attn_mask is not None:
@@ -203,9 +210,29 @@ def attention(
     # The dtype's minimum rather than -inf, as HF does: a fully masked row stays finite.
     scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     pattern = scores.softmax(dim=-1)
-    z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
-    result = torch.einsum("bqhe,hed->bqhd", z, lw.W_O[sel])
-    return result, pattern
+    return torch.einsum("bhqk,bkhe->bqhe", pattern, v), pattern
+
+
+def self_attention_z(
+    w: GPT2Weights,
+    layer: int,
+    resid: Float[Tensor, "batch pos d_model"],
+    attn_mask: Bool[Tensor, "batch pos"] | None = None,
+) -> Float[Tensor, "batch pos head d_head"]:
+    """Every head's z for an unpatched layer: LayerNorm once, not once per head and slot.
+
+    Equal to :func:`attention` with ``resid`` broadcast to every head's q, k and v inputs, where
+    ``result[..., h, :] = z[..., h, :] @ W_O[h]``; a clean pass uses this because it is several
+    times cheaper (one LayerNorm and no [batch, pos, head, d_model] inputs).
+    """
+    lw = w.layers[layer]
+    x = layer_norm(resid, lw.ln1_w, lw.ln1_b, w.eps)
+    q, k, v = (
+        torch.einsum("btd,hde->bthe", x, W) + b
+        for W, b in ((lw.W_Q, lw.b_Q), (lw.W_K, lw.b_K), (lw.W_V, lw.b_V))
+    )
+    z, _ = _attend(q, k, v, lw.attn_scale, torch.arange(resid.shape[1]), attn_mask)
+    return z
 
 
 def mlp(

@@ -6,6 +6,7 @@ Every problem is a :class:`ScrubError` naming the node and the fix.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import networkx as nx
 
@@ -67,6 +68,11 @@ def check_structure(h: Hypothesis) -> None:
                 )
             if f.parent == n.name:
                 raise ScrubError(f"node {n.name!r} feeds itself", fix="remove the self-edge")
+        repeated = sorted({f"{f.parent!r}.{f.slot.value}" for f in n.feeds if n.feeds.count(f) > 1})
+        if repeated:
+            raise ScrubError(
+                f"node {n.name!r} feeds {', '.join(repeated)} twice", fix="list each edge once"
+            )
     g = graph(h)
     try:
         cycle = nx.find_cycle(g)
@@ -151,15 +157,23 @@ def _check_rule(rule: Rule, where: str, features) -> None:
 
 
 def _check_no_double_claims(h: Hypothesis) -> None:
+    """One component may feed one slot of one parent through one child only, at any position.
+
+    Positions overlap when they are equal or either is None (all positions), so a head claimed at
+    END by one child and everywhere by another would be patched twice at END.
+    """
     for parent in [OUTPUT, *(n.name for n in h.nodes)]:
-        seen: dict[tuple, str] = {}
+        seen: dict[tuple, list[tuple[str | None, str]]] = {}
         for child, slot in h.children(parent):
             for c in child.components:
-                key = (slot, c)
-                if key in seen and seen[key] != child.name:
-                    raise ScrubError(
-                        f"component {c} is claimed by both {seen[key]!r} and {child.name!r} "
-                        f"feeding {parent!r}.{slot.value}",
-                        fix="give each component to one child per slot",
-                    )
-                seen[key] = child.name
+                key = (slot, replace(c, position=None))
+                for position, owner in seen.get(key, []):
+                    if owner != child.name and (
+                        position is None or c.position is None or position == c.position
+                    ):
+                        raise ScrubError(
+                            f"component {c} is claimed by both {owner!r} and {child.name!r} "
+                            f"feeding {parent!r}.{slot.value}",
+                            fix="give each component (at each position) to one child per slot",
+                        )
+                seen.setdefault(key, []).append((c.position, child.name))

@@ -1,0 +1,180 @@
+"""The causal-scrubbing engine: fast evaluator vs the slow reference, and vs one plain pass.
+
+A full IOI-style hypothesis (name movers -> output agree io; S-inhibition -> name movers' queries
+agree order; induction + duplicate-token at S2 -> S-inhibition's values agree s; previous-token at
+S1+1 -> induction's keys agree s), N = 200 reference examples drawn from a pool of 2000 IOI
+prompts, on toy-ioi and on gpt2-small-random (the published GPT-2 heads).
+
+Rows (ratio, target):
+
+* ``engine vs reference``: reference time / engine time (target 3x). The reference
+  (tests/reference_scrub.py) runs one bridge pass per component and per patched slot, each over
+  all examples, so its cost is linear in the number of examples: on gpt2-small-random it is timed
+  on a subset and scaled (the detail column says so; SCRUB_BENCH_FULL=1 times all of it).
+  Its values are checked against the engine's on the examples it ran.
+* ``engine vs plain pass``: plain-pass time / engine time (target 1/1.3). The plain pass is the
+  functional kernel's forward over as many sequences as distinct rows the engine ran
+  (``settings["distinct_rows"]``): every layer at every position, with the unembedding at END
+  only (the engine never needs more, and the full-vocabulary unembedding at every position
+  would dominate GPT-2's cost and flatter the engine). The detail column also gives the
+  full-logits ``kernel.forward`` and the bridge's ``model.run`` times for the same rows.
+
+Everything is timed with ``time.perf_counter`` in one process, best of ``REPEATS``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+N, POOL = 200, 2000
+REPEATS = 2
+REFERENCE_BUDGET_EXAMPLES = 25  # examples the reference runs on GPT-2 scale unless FULL
+
+
+def _reference_module():
+    spec = importlib.util.spec_from_file_location(
+        "reference_scrub", ROOT / "tests" / "reference_scrub.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ioi_hypothesis(name: str, nm: str, s_inh: str, induction: str, duplicate: str, previous: str):
+    """The full IOI story with the given heads per class (all resampling rules exercised)."""
+    from scrub.scrubbing.hypothesis import OUTPUT, Hypothesis, agree, heads, node
+
+    return Hypothesis(
+        name,
+        [
+            node("name movers", heads(nm, at="END"), feeds=OUTPUT, rule=agree("io")),
+            node(
+                "s-inhibition", heads(s_inh, at="END"), feeds="name movers.q", rule=agree("order")
+            ),
+            node("induction", heads(induction, at="S2"), feeds="s-inhibition.v", rule=agree("s")),
+            node(
+                "duplicate token",
+                heads(duplicate, at="S2"),
+                feeds="s-inhibition.v",
+                rule=agree("s"),
+            ),
+            node(
+                "previous token", heads(previous, at="S1+1"), feeds="induction.k", rule=agree("s")
+            ),
+        ],
+    )
+
+
+HYPOTHESES = {
+    # toy-ioi: 4 layers x 4 heads, plausible roles by layer only (its circuit may change).
+    "toy-ioi": dict(
+        nm="3.0 3.1 3.2", s_inh="2.0 2.2", induction="1.1 1.3", duplicate="0.1", previous="0.2"
+    ),
+    # gpt2-small-random: Wang et al. 2022's GPT-2 small heads (ioi-reference.md).
+    "gpt2-small-random": dict(
+        nm="9.9 9.6 10.0",
+        s_inh="7.3 7.9 8.6 8.10",
+        induction="5.5 5.8 5.9 6.9",
+        duplicate="0.1 0.10 3.0",
+        previous="2.2 4.11",
+    ),
+}
+
+
+def _best(fn, repeats=REPEATS):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def _plain_end_only(w, tokens, mask, end):
+    """Every layer at every position, then logits at END only: the engine's floor."""
+    from scrub.models import kernel
+
+    with torch.no_grad():
+        resid = kernel.embed(w, tokens)
+        for layer, lw in enumerate(w.layers):
+            per_head = resid[:, :, None].expand(-1, -1, w.n_heads, -1)
+            result, _ = kernel.attention(w, layer, per_head, per_head, per_head, mask)
+            resid = resid + result.sum(2) + lw.b_O
+            resid = resid + kernel.mlp(w, layer, resid)
+        return kernel.unembed(w, resid[torch.arange(len(end)), end])
+
+
+def _sub_assignment(a, k: int):
+    from scrub.scrubbing.tree import Assignment
+
+    return Assignment({p: r[:k] for p, r in a.rows.items()}, {p: r[:k] for p, r in a.other.items()})
+
+
+def _case(model_name: str, full: bool) -> list[dict]:
+    from scrub.data import make_ioi
+    from scrub.models import kernel, load_model
+    from scrub.scrubbing.experiment import plan, scrub_hypothesis
+
+    ref_mod = _reference_module()
+    model = load_model(model_name)
+    toy_tok = load_model("toy-ioi").tokenizer if model_name != "toy-ioi" else model.tokenizer
+    ds = make_ioi(POOL, seed=0, tokenizer=toy_tok)
+    h = ioi_hypothesis(model_name, **HYPOTHESES[model_name])
+
+    engine_s, result = _best(lambda: scrub_hypothesis(h, model, ds, n=N, seed=0))
+    distinct = int(result.settings["distinct_rows"])
+
+    # The plain pass over the same number of sequences: the first `distinct` rows of the pool.
+    w = kernel.GPT2Weights.from_hf(model.hf_model)
+    rows = torch.arange(distinct)
+    tokens, mask, end = ds.tokens[rows], ds.mask[rows], ds.positions["END"][rows]
+    plain_s, _ = _best(lambda: _plain_end_only(w, tokens, mask, end))
+    with torch.no_grad():
+        full_s, _ = _best(lambda: kernel.forward(w, tokens, mask), repeats=1)
+        bridge_s, _ = _best(lambda: model.run(tokens, attn_mask=mask), repeats=1)
+
+    # The reference, on all examples or a subset scaled linearly.
+    tree, a, ref, rnd = plan(h, model.info, ds, n=N, seed=0)
+    k = N if full or model_name == "toy-ioi" else REFERENCE_BUDGET_EXAMPLES
+    sub = _sub_assignment(a, k)
+    ref_s, (clean, scrubbed, _) = _best(
+        lambda: ref_mod.reference_logit_diffs(model, ds, tree, sub, ref[:k], rnd[:k]), repeats=1
+    )
+    ref_scaled = ref_s * N / k
+    diff = float(np.abs(scrubbed - result.scrubbed[:k]).max())
+    scaled = "" if k == N else f", timed on {k} of {N} examples and scaled x{N / k:.0f}"
+    return [
+        {
+            "name": f"engine vs reference ({model_name}, N={N})",
+            "ratio": ref_scaled / engine_s,
+            "target": 3.0,
+            "detail": f"reference {ref_scaled:.1f}s{scaled}, engine {engine_s:.2f}s, "
+            f"max |diff| {diff:.1e}",
+        },
+        {
+            "name": f"engine vs plain pass ({model_name}, N={N})",
+            "ratio": plain_s / engine_s,
+            "target": 1 / 1.3,
+            "detail": f"plain {plain_s:.2f}s over {distinct} distinct rows (END-only logits); "
+            f"kernel.forward full logits {full_s:.2f}s, bridge {bridge_s:.2f}s; "
+            f"engine {engine_s:.2f}s",
+        },
+    ]
+
+
+def run() -> list[dict]:
+    full = os.environ.get("SCRUB_BENCH_FULL", "") not in ("", "0")
+    return [row for name in HYPOTHESES for row in _case(name, full)]
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for r in run():
+        print(r)
