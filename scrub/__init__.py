@@ -6,7 +6,9 @@
 """
 
 from scrub.errors import ScrubError
-from scrub.scrubbing.hypothesis import (
+
+# scrub.scrubbing resolves its engine lazily, so this import stays light (no torch).
+from scrub.scrubbing import (
     OUTPUT,
     Embed,
     Head,

@@ -194,12 +194,12 @@ def attention(
         torch.einsum("bkhd,hde->bkhe", layer_norm(v_in, lw.ln1_w, lw.ln1_b, w.eps), W_V)
         + lw.b_V[sel]
     )
-    z, pattern = _attend(q, k, v, lw.attn_scale, q_positions, attn_mask)
+    z, pattern = attend(q, k, v, lw.attn_scale, q_positions, attn_mask)
     result = torch.einsum("bqhe,hed->bqhd", z, lw.W_O[sel])
     return result, pattern
 
 
-def _attend(q, k, v, scale: float, q_positions: Tensor, attn_mask: Tensor | None):
+def attend(q, k, v, scale: float, q_positions: Tensor, attn_mask: Tensor | None):
     """Causal, padding-masked softmax attention: (z [b,q,h,e], pattern [b,h,q,k])."""
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
     keys = torch.arange(k.shape[1], device=k.device)
@@ -231,7 +231,7 @@ def self_attention_z(
         torch.einsum("btd,hde->bthe", x, W) + b
         for W, b in ((lw.W_Q, lw.b_Q), (lw.W_K, lw.b_K), (lw.W_V, lw.b_V))
     )
-    z, _ = _attend(q, k, v, lw.attn_scale, torch.arange(resid.shape[1]), attn_mask)
+    z, _ = attend(q, k, v, lw.attn_scale, torch.arange(resid.shape[1]), attn_mask)
     return z
 
 

@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from scrub.errors import ScrubError
-from scrub.models.kernel import GPT2Weights, embed, layer_norm, mlp, unembed
+from scrub.models.kernel import GPT2Weights, attend, embed, layer_norm, mlp, unembed
 from scrub.patching.results import PatchResult, PatchSettings, build_result, check_normalization
 
 #: Components activation patching can replace.
@@ -307,11 +307,9 @@ def attention_z(
         target[:, :, patch.heads] = torch.where(
             where[:, :, None, None], new, target[:, :, patch.heads]
         )
-    scores = torch.einsum("bqhe,bkhe->bhqk", qkv["q"], qkv["k"]) / lw.attn_scale
-    q_pos = torch.arange(t)[None] if q_index is None else q_index[:, None]
-    allowed = (torch.arange(t)[None, None] <= q_pos[..., None]) & mask[:, None, :]
-    scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
-    return torch.einsum("bhqk,bkhe->bqhe", scores.softmax(-1), qkv["v"])
+    q_pos = torch.arange(t) if q_index is None else q_index[:, None]
+    z, _ = attend(qkv["q"], qkv["k"], qkv["v"], lw.attn_scale, q_pos, mask)
+    return z
 
 
 def heads_out(w: GPT2Weights, layer: int, z: Float[Tensor, "*b head d_head"]) -> Tensor:
