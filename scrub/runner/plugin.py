@@ -51,10 +51,14 @@ class SessionState:
     model_option: str | None
     n_option: int | None
     seed_option: int | None
+    threads: int = 1
     models: dict[str, Any] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     datasets: dict[tuple, Any] = field(default_factory=dict)
     pending: dict[str, list[tuple[str, Any, dict]]] = field(default_factory=dict)
+    #: Results by (hypothesis, model, n, seed, metric, dataset): claims often share a baseline,
+    #: and scrubbing is deterministic, so one session computes each once.
+    memo: dict[tuple, Any] = field(default_factory=dict)
     recorded: int = 0
 
 
@@ -67,6 +71,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scrub-n", type=int, default=None, help="reference examples per run")
     group.addoption("--scrub-seed", type=int, default=None, help="seed of every run")
     group.addoption("--scrub-out", default=None, help="directory for run dirs (default runs/)")
+    group.addoption(
+        "--scrub-threads",
+        type=int,
+        default=1,
+        help="torch threads while claims run (default 1: numbers are bit-identical for a fixed "
+        "thread count, and pytest-xdist -n gives parallelism)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
         model_option=config.getoption("scrub_model"),
         n_option=config.getoption("scrub_n"),
         seed_option=config.getoption("scrub_seed"),
+        threads=config.getoption("scrub_threads"),
     )
 
 
@@ -152,6 +164,7 @@ def _run_meta(config: pytest.Config) -> dict[str, Any]:
             "scrub_model": state.model_option,
             "scrub_n": state.n_option,
             "scrub_seed": state.seed_option,
+            "scrub_threads": state.threads,
         },
         "pytest_args": list(config.invocation_params.args),
     }
@@ -309,7 +322,10 @@ class Scrub:
         if dataset is None:
             size = max(n, pool or self._defaults.get("pool") or DEFAULT_POOL)
             dataset = self.dataset(h.dataset, size, seed, m)
-        result = scrub_hypothesis(h, m, dataset, n=n, seed=seed, metric=metric)
+        memo_key = (h, m.info.name, n, seed, metric, dataset)  # the dataset by identity
+        if memo_key not in st.memo:
+            st.memo[memo_key] = scrub_hypothesis(h, m, dataset, n=n, seed=seed, metric=metric)
+        result = st.memo[memo_key]
         self.results.append(result)
         name = label or h.name
         nodeid = self._request.node.nodeid
@@ -342,4 +358,10 @@ def spec_of(h) -> dict[str, Any]:
 @pytest.fixture
 def scrub(request: pytest.FixtureRequest) -> Scrub:
     """Run hypotheses and record their results (see :class:`Scrub`)."""
-    return Scrub(request, request.config.stash[STATE])
+    import torch
+
+    state = request.config.stash[STATE]
+    # Pinned only once a claim asks for scrub: the plugin loads in every pytest session, and
+    # unrelated test suites keep their own thread settings.
+    torch.set_num_threads(state.threads)
+    return Scrub(request, state)
