@@ -111,3 +111,14 @@ def test_jsonl_fields(tmp_path):
         assert key in row
     assert row["str_tokens"][row["positions"]["S2"]] == row["names"]["S2"]
     assert set(row["positions"]) >= {"IO", "S1", "S1+1", "S2", "END"}
+
+
+def test_words_the_tokenizer_lacks_are_named():
+    from scrub.data import build_word_tokenizer
+    from scrub.data.tokenizer import words_of
+
+    v = IOIVocabulary.load()
+    only_garden = IOIVocabulary(v.templates[:1], v.names, ("garden",), v.objects, v.prefixes)
+    words = [w for w in words_of([*v.templates, *v.names, *v.objects]) if w != "garden"]
+    with pytest.raises(ScrubError, match="does not know the word.*'garden'"):
+        make_ioi(5, tokenizer=build_word_tokenizer(words), vocab=only_garden)
