@@ -348,16 +348,24 @@ def pad_to(t: Tensor, width: int, value: int = 0) -> Tensor:
 
 
 def interchange_patches(
-    model, circuit: dict, base: PromptSet, source_tokens: Tensor, var_of_row: Sequence[str | None]
+    model,
+    circuit: dict,
+    base: PromptSet,
+    source_tokens: Tensor,
+    var_of_row: Sequence[str | None],
+    *,
+    grad: bool = False,
 ) -> dict:
     """Patches that give row i's head for variable ``var_of_row[i]`` its source activation.
 
-    Rows whose variable is None are not patched. The source is run once to read its z.
+    Rows whose variable is None are not patched. The source is run once to read its z; with
+    ``grad`` the source run stays in the autograd graph (training needs it: the aligned head must
+    learn to *produce* the variable, which no gradient teaches if the source is detached).
     """
     width = base.tokens.shape[1]
     by_var = {h["variable"]: h for h in circuit["heads"]}
     layers = sorted({h["layer"] for h in circuit["heads"]})
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         src = head_z(model, source_tokens, layers)
     patches: dict[int, list] = {}
     for var, h in by_var.items():
@@ -372,18 +380,25 @@ def interchange_patches(
 
 
 def resample_patches(
-    model, circuit: dict, base: PromptSet, source_tokens: Tensor, *, strict: bool = False
+    model,
+    circuit: dict,
+    base: PromptSet,
+    source_tokens: Tensor,
+    *,
+    strict: bool = False,
+    grad: bool = False,
 ) -> dict:
     """Patches that resample every non-aligned head, at every position, from the source run.
 
     ``strict`` also resamples each aligned head at every position outside its aligned positions
     (training uses it so that information can flow only through the aligned head-positions).
+    ``grad`` keeps the source run in the autograd graph (see :func:`interchange_patches`).
     """
     cfg = model.config
     heads = non_aligned_heads(circuit, cfg.n_layer, cfg.n_head)
     extra = circuit["heads"] if strict else []
     layers = sorted({la for la, _ in heads} | {h["layer"] for h in extra})
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         src = head_z(model, source_tokens, layers)
     width = base.tokens.shape[1]
     where = base.mask.clone()
@@ -490,6 +505,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    quiet_transformers()
     model, tok = load_toy(args.dir)
     circuit = read_circuit(args.dir)
     q = quality(model, tok, n=args.n, seed=args.seed)
@@ -501,9 +517,21 @@ def main(argv=None) -> int:
         print(gt.table())
         ok = ok and gt.passed()
     else:
-        print("ground truth: none planted (plain model); see MODEL_CARD.md")
+        # A plain model cannot meet the ground-truth bars: say so and fail, so nobody mistakes
+        # the fallback for the planted model.
+        print("ground truth: none planted (plain fallback model); see MODEL_CARD.md")
+        print("QUALITY BARS PASS, GROUND-TRUTH BARS NOT MET (plain)" if ok else "SOME BAR FAILS")
+        return 2 if ok else 1
     print("ALL BARS PASS" if ok else "SOME BAR FAILS")
     return 0 if ok else 1
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' padding advice: prompts are right-padded and the model is causal,
+    so pads never reach the real positions we read."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
 
 
 if __name__ == "__main__":

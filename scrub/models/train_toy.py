@@ -8,6 +8,13 @@
 * ``planted``: the same model trained with strict interchange-intervention training (IIT + SIIT)
   so that designated heads implement a small high-level causal model of IOI
   (see :mod:`scrub.models.toy_eval`); the ground truth is written to ``circuit.json``.
+  Per step, on a batch of training bases (10% ABC) with two same-layout source prompts each:
+  LM loss + task loss (cross-entropy toward the high-level output; ABC = an even tie) on the
+  base; IIT loss (each row interchanges one aligned variable: the aligned head's z at its
+  positions comes from the source run, which stays in the autograd graph, and the target is the
+  high-level model's counterfactual output); strict SIIT loss (every non-aligned head at every
+  position, and every aligned head outside its positions, resampled from the second source;
+  target = the base's own output).
 
 Deterministic for a fixed seed and thread count (the script sets 1 thread). The output directory
 is replaced atomically (written beside it, then renamed), so it is complete or absent at all times;
@@ -36,6 +43,8 @@ from scrub.data.tokenizer import build_word_tokenizer, words_of
 from scrub.models import toy_eval as ev
 
 N_CTX = 64
+#: The recipe of the checkpoint shipped in scrub/models/toy_ioi (the --mode default).
+SHIPPED_MODE = "plain"
 RECENCY_FRAC = 0.3
 
 
@@ -196,7 +205,11 @@ PLANTED_HEADS = (
 ABC_FRAC = 0.1
 #: Strict SIIT: besides non-aligned heads, resample aligned heads outside their aligned positions.
 STRICT = True
-IIT_WEIGHT = 1.0
+IIT_WEIGHT = 2.0
+#: How often each variable is the one interchanged in a row. The S-inhibition variable is the
+#: slowest to learn (its head must pass on the position signal and drop S's token identity),
+#: so it is drawn twice as often.
+VAR_WEIGHTS = {"PT": 1.0, "DUP": 1.0, "IND": 1.0, "SINH": 2.0, "NM": 1.0}
 
 
 def planted_circuit(args) -> dict:
@@ -264,6 +277,7 @@ def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: f
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     per_var: dict[str, list[float]] = {v: [] for v in ev.VARIABLES}
+    var_p = np.array([VAR_WEIGHTS[v] for v in ev.VARIABLES]) / sum(VAR_WEIGHTS.values())
     t0 = time.time()
     for step in range(steps):
         idx = torch.randint(len(base_all), (batch,), generator=gen)
@@ -273,7 +287,7 @@ def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: f
         end = base.positions["END"]
         rows = idx.tolist()
         task_t = [[ids[n] for n in sorted(ev.hl_run(hl_base[i])["NM"])] for i in rows]
-        var_of_row = [ev.VARIABLES[j] for j in rng.integers(len(ev.VARIABLES), size=batch)]
+        var_of_row = list(rng.choice(ev.VARIABLES, size=batch, p=var_p))
         iit_t = [
             [ids[n] for n in sorted(ev.hl_interchange(hl_base[i], hl_src[i], v))]
             for i, v in zip(rows, var_of_row)
@@ -284,13 +298,13 @@ def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: f
         lm = lm_only(logits, base.tokens, base.mask)
         task = soft_ce(logits[torch.arange(batch), end], task_t).mean()
         with ev.patched_heads(
-            model, ev.interchange_patches(model, circuit, base, src_tok, var_of_row)
+            model, ev.interchange_patches(model, circuit, base, src_tok, var_of_row, grad=True)
         ):
             iit_rows = soft_ce(ev.end_logits(model, base.tokens, end), iit_t)
         iit = iit_rows.mean()
         for v, x in zip(var_of_row, iit_rows.tolist()):
             per_var[v].append(x)
-        resample = ev.resample_patches(model, circuit, base, res_tok, strict=STRICT)
+        resample = ev.resample_patches(model, circuit, base, res_tok, strict=STRICT, grad=True)
         with ev.patched_heads(model, resample):
             siit = soft_ce(ev.end_logits(model, base.tokens, end), task_t).mean()
         loss = lm + task + IIT_WEIGHT * iit + siit
@@ -326,12 +340,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ev.TOY_DIR)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", choices=("planted", "plain"), default="plain")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--mode", choices=("planted", "plain"), default=SHIPPED_MODE)
+    p.add_argument("--steps", type=int, default=None, help="default: 4000 planted, 3000 plain")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="default: 1.5e-3 planted, 1e-3 plain")
     args = p.parse_args(argv)
+    planted = args.mode == "planted"
+    args.steps = args.steps or (4000 if planted else 3000)
+    args.lr = args.lr or (1.5e-3 if planted else 1e-3)
     torch.set_num_threads(1)  # determinism, and one core stays free for others
+    ev.quiet_transformers()
     vocab = IOIVocabulary.load()
     tok = build_tokenizer(vocab)
     model = build_model(len(tok), seed=args.seed, n_layer=4, n_head=4, d_model=128)
