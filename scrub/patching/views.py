@@ -78,7 +78,8 @@ def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
     centre = _neutral(result, column)
     finite = grid[np.isfinite(grid)]
     span = max(float(np.abs(finite - centre).max()) if finite.size else 1.0, 1e-6)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(cols), 1.2 + 0.4 * len(rows)))
+    # At least 5 inches wide, so the title (model, receivers, MLP mode) fits on small models.
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.5 * len(cols)), 1.6 + 0.4 * len(rows)))
     norm = TwoSlopeNorm(vcenter=centre, vmin=centre - span, vmax=centre + span)
     im = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", norm=norm, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, fontsize=7)
