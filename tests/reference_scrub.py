@@ -10,11 +10,10 @@ except the hypothesis values, the assignment and ``can_feed``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from scrub.models import Site, SiteKind
-from scrub.scrubbing.hypothesis import Embed, Head, Mlp, Slot
+from scrub.scrubbing.hypothesis import Head, Mlp, Slot
 from scrub.scrubbing.validate import can_feed
 
 _SLOT_SITE = {Slot.Q: SiteKind.Q_INPUT, Slot.K: SiteKind.K_INPUT, Slot.V: SiteKind.V_INPUT}
@@ -136,6 +135,3 @@ def reference_logit_diffs(model, ds, tree, assignment, ref, random_rows):
             ld(eng.final_logits_at_end(tree)),
             ld(eng.logits_at_end(random_rows)),
         )
-
-
-__all__ = ["ReferenceEngine", "reference_logit_diffs", "Embed", "np"]

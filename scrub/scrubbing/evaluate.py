@@ -21,7 +21,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from scrub.models import kernel
-from scrub.scrubbing.hypothesis import Component, Embed, Head, Mlp, Slot
+from scrub.scrubbing.hypothesis import Component, Head, Mlp, Slot
 from scrub.scrubbing.tree import Assignment, TreeNode
 from scrub.scrubbing.validate import can_feed
 
@@ -244,4 +244,4 @@ class TreeEvaluator:
         return x[torch.arange(len(world)), end]
 
 
-__all__ = ["CleanCache", "Need", "TreeEvaluator", "needs_of", "Embed"]
+__all__ = ["CleanCache", "Need", "TreeEvaluator", "needs_of"]
