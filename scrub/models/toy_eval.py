@@ -299,16 +299,41 @@ def hl_run(x: HLInput, overrides: dict | None = None) -> dict:
     return v
 
 
-def hl_interchange(base: HLInput, source: HLInput, var: str) -> frozenset[str]:
+def hl_run_chain(x: HLInput, overrides: dict | None = None) -> dict:
+    """The tie-free "chain" high-level model: PT -> IND -> SINH -> NM (no DUP variable).
+
+    PT = (n1, n2) as in :func:`hl_run`; IND = the slots whose PT value equals the S2 token (the
+    induction head at S2 finds "which first-clause slot held S" through the previous-token head);
+    SINH = that set, carried to END; NM = the name(s) at the slots not in SINH (both names, a tie,
+    only when SINH is empty or full, which same-S sources never produce on IOI bases).
+    """
+    ov = overrides or {}
+    v: dict = {}
+    v["PT"] = ov.get("PT", (x.n1, x.n2))
+    v["IND"] = ov.get("IND", frozenset(k for k in (1, 2) if v["PT"][k - 1] == x.s2))
+    v["SINH"] = ov.get("SINH", v["IND"])
+    keep = [n for k, n in ((1, x.n1), (2, x.n2)) if k not in v["SINH"]]
+    v["NM"] = ov.get("NM", frozenset(keep) if len(keep) == 1 else frozenset((x.n1, x.n2)))
+    return v
+
+
+HL_MODELS = {"ties": hl_run, "chain": hl_run_chain}
+
+
+def hl_interchange(base: HLInput, source: HLInput, var: str, kind: str = "ties") -> frozenset[str]:
     """The output names when ``var`` takes its value from ``source`` (others from ``base``)."""
-    return hl_run(base, {var: hl_run(source)[var]})["NM"]
+    run = HL_MODELS[kind]
+    return run(base, {var: run(source)[var]})["NM"]
 
 
-def source_variant(spec: PromptSpec, rng: np.random.Generator, names: Sequence[str]) -> PromptSpec:
+def source_variant(
+    spec: PromptSpec, rng: np.random.Generator, names: Sequence[str], *, keep_s: bool = False
+) -> PromptSpec:
     """A source prompt with the same layout (template, prefix, place, object) as ``spec``.
 
     Independently with probability 1/2 each: swap the order, replace IO, replace S (both
-    occurrences) by names not in the prompt. Same layout means every named position of the base
+    occurrences) by names not in the prompt (never with ``keep_s``; the draw is still made, so
+    the random stream is the same). Same layout means every named position of the base
     has the same index in the source, so patches are made index by index.
     """
     used = {spec.io, spec.s1, spec.s2}
@@ -319,7 +344,7 @@ def source_variant(spec: PromptSpec, rng: np.random.Generator, names: Sequence[s
         out = replace(out, order="BABA" if out.order == "ABBA" else "ABBA")
     if rng.random() < 0.5:
         out = replace(out, io=fresh[picks[0]])
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and not keep_s:
         out = replace(out, s1=fresh[picks[1]], s2=fresh[picks[1]])
     return out
 
@@ -456,12 +481,18 @@ class GroundTruth:
         return "\n".join(rows)
 
 
-def paired_sets(tok, n: int, seed: int, vocab: IOIVocabulary | None = None):
-    """Held-out bases, and two same-layout source sets (for interchange and for resampling)."""
+def paired_sets(
+    tok, n: int, seed: int, vocab: IOIVocabulary | None = None, *, keep_s: bool = False
+):
+    """Held-out bases, and two same-layout source sets (for interchange and for resampling).
+
+    ``keep_s``: interchange sources keep the base's S (order and IO still vary), as the "chain"
+    high-level model's training sources do; resampling sources are unrestricted either way.
+    """
     vocab = vocab or IOIVocabulary.load()
     rng = np.random.default_rng([seed, 11])
     base = sample_specs(rng, n, split="heldout", vocab=vocab, names=vocab.names)
-    src = [source_variant(s, rng, vocab.names) for s in base]
+    src = [source_variant(s, rng, vocab.names, keep_s=keep_s) for s in base]
     res = [source_variant(s, rng, vocab.names) for s in base]
     return tuple(build_promptset(x, tok, names_pool=vocab.names) for x in (base, src, res))
 
@@ -469,11 +500,12 @@ def paired_sets(tok, n: int, seed: int, vocab: IOIVocabulary | None = None):
 @torch.no_grad()
 def ground_truth(model, tok, circuit: dict, *, n: int = 500, seed: int = 0) -> GroundTruth:
     """Interchange each aligned head alone (held-out pairs) and resample all non-aligned heads."""
-    base, src, res = paired_sets(tok, n, seed)
+    kind = circuit.get("high_level", "ties")
+    base, src, res = paired_sets(tok, n, seed, keep_s=kind == "chain")
     end = base.positions["END"]
     hb = [HLInput.of(s) for s in base.specs]
     hs = [HLInput.of(s) for s in src.specs]
-    base_out = [hl_run(x)["NM"] for x in hb]
+    base_out = [HL_MODELS[kind](x)["NM"] for x in hb]
     per_var = {}
     heads = {}
     for h in circuit["heads"]:
@@ -482,7 +514,7 @@ def ground_truth(model, tok, circuit: dict, *, n: int = 500, seed: int = 0) -> G
         patches = interchange_patches(model, circuit, base, src.tokens, [var] * len(base))
         with patched_heads(model, patches):
             logits = end_logits(model, base.tokens, end)
-        pred = [hl_interchange(b, s, var) for b, s in zip(hb, hs)]
+        pred = [hl_interchange(b, s, var, kind) for b, s in zip(hb, hs)]
         ok = [output_matches(lg, name_ids(tok, p)) for lg, p in zip(logits, pred)]
         changed = [p != o for p, o in zip(pred, base_out)]
         n_ch = sum(changed)

@@ -8,6 +8,11 @@
 * ``planted``: the same model trained with strict interchange-intervention training (IIT + SIIT)
   so that designated heads implement a small high-level causal model of IOI
   (see :mod:`scrub.models.toy_eval`); the ground truth is written to ``circuit.json``.
+  ``--hl chain`` (default): the tie-free model PT (0.1) -> IND (1.2) -> SINH (2.0) -> NM (3.1),
+  interchange sources keeping S; ``--hl ties``: the earlier model with DUP (0.3) as well.
+  With ``--attn-weight`` > 0 the role heads' attention patterns are also supervised
+  (``ATTN_TARGETS``), fully for the first 30% of steps, annealed to 0 at 70%; the LM loss is
+  weighted by ``--lm-weight``.
   Per step, on a batch of training bases (10% ABC) with two same-layout source prompts each:
   LM loss + task loss (cross-entropy toward the high-level output; ABC = an even tie) on the
   base; IIT loss (each row interchanges one aligned variable: the aligned head's z at its
@@ -202,6 +207,22 @@ PLANTED_HEADS = (
     {"layer": 2, "head": 0, "class": "s-inhibition", "positions": ["END"], "variable": "SINH"},
     {"layer": 3, "head": 1, "class": "name mover", "positions": ["END"], "variable": "NM"},
 )  # fmt: skip
+#: The tie-free "chain" alignment (``--hl chain``, the planted default): PT -> IND -> SINH -> NM.
+#: Head 0.3 (duplicate token) is not aligned: DUP and IND both saying "where S was" makes the
+#: high-level model tie whenever one is patched alone, which the ties model could not learn.
+CHAIN_HEADS = tuple(h for h in PLANTED_HEADS if h["variable"] != "DUP")
+#: Attention supervision (layer, head, query position, key position): the textbook pattern of
+#: each role, used to start the roles (weight ``--attn-weight``, held for the first
+#: ``ATTN_HOLD`` of the steps, then annealed linearly to 0 at ``ATTN_END``).
+ATTN_TARGETS = (
+    (0, 1, "S1+1", "S1"),
+    (0, 1, "IO+1", "IO"),
+    (0, 3, "S2", "S1"),
+    (1, 2, "S2", "S1+1"),
+    (2, 0, "END", "S2"),
+    (3, 1, "END", "IO"),
+)
+ATTN_HOLD, ATTN_END = 0.3, 0.7
 ABC_FRAC = 0.1
 #: Strict SIIT: besides non-aligned heads, resample aligned heads outside their aligned positions.
 STRICT = True
@@ -212,34 +233,61 @@ IIT_WEIGHT = 2.0
 VAR_WEIGHTS = {"PT": 1.0, "DUP": 1.0, "IND": 1.0, "SINH": 2.0, "NM": 1.0}
 
 
+def planted_heads(hl: str) -> tuple[dict, ...]:
+    return CHAIN_HEADS if hl == "chain" else PLANTED_HEADS
+
+
 def planted_circuit(args) -> dict:
-    return {
-        "kind": "planted",
-        "model": {"n_layer": 4, "n_head": 4, "d_model": 128, "mlps": "zero and frozen"},
-        "heads": [dict(h) for h in PLANTED_HEADS],
-        "high_level_model": {
+    if args.hl == "chain":
+        hl_desc = {
+            "PT": "name just before each first-clause name+1 position: (n1, n2)",
+            "IND": "set of slots k whose PT value equals the S2 token",
+            "SINH": "the IND set, carried to END (the inhibited slot)",
+            "NM": "output: the name at the slot not in SINH (both names, a tie, if none or both)",
+        }
+        sources = "interchange sources keep the base's S (order and IO vary)"
+    else:
+        hl_desc = {
             "PT": "name just before each first-clause name+1 position: (n1, n2)",
             "DUP": "set of first-clause slots whose name equals the S2 token",
             "IND": "set of slots k whose PT value equals the S2 token",
             "SINH": "inhibition votes per slot: [k in DUP] + [k in IND]",
             "NM": "output: name(s) at the slot(s) with fewest votes (two names = a tie)",
-        },
+        }
+        sources = "interchange sources vary order, IO and S"
+    return {
+        "kind": "planted",
+        "high_level": args.hl,
+        "model": {"n_layer": 4, "n_head": 4, "d_model": 128, "mlps": "zero and frozen"},
+        "heads": [dict(h) for h in planted_heads(args.hl)],
+        "high_level_model": hl_desc,
         "interventions": "source prompts share the base's template, prefix, place and object, "
         "so each named position has the same index; a head's z is replaced at the base's "
-        "named positions by the source's z at the same indices",
-        "training": {"seed": args.seed, "steps": args.steps, "batch": args.batch},
+        "named positions by the source's z at the same indices; " + sources,
+        "training": {
+            "seed": args.seed,
+            "steps": args.steps,
+            "batch": args.batch,
+            "lr": args.lr,
+            "attn_weight": args.attn_weight,
+            "lm_weight": args.lm_weight,
+            "abc_frac": args.abc_frac,
+        },
     }
 
 
-def planted_pools(tok, vocab: IOIVocabulary, n: int, seed: int):
-    """Training bases (10% ABC) and two same-layout source sets for IIT and SIIT."""
+def planted_pools(
+    tok, vocab: IOIVocabulary, n: int, seed: int, hl: str = "ties", abc: float = ABC_FRAC
+):
+    """Training bases (an ``abc`` fraction ABC, target a tie) and two same-layout source sets
+    for IIT (chain: keeping S) and SIIT."""
     rng = np.random.default_rng([seed, 2])
     base = ev.sample_specs(rng, n, split="train", vocab=vocab, names=vocab.names)
-    for i in np.flatnonzero(rng.random(n) < ABC_FRAC):
+    for i in np.flatnonzero(rng.random(n) < abc):
         s = base[i]
         fresh = [x for x in vocab.names if x not in (s.io, s.s1)]
         base[i] = replace(s, s2=fresh[rng.integers(len(fresh))])
-    src = [ev.source_variant(s, rng, vocab.names) for s in base]
+    src = [ev.source_variant(s, rng, vocab.names, keep_s=hl == "chain") for s in base]
     res = [ev.source_variant(s, rng, vocab.names) for s in base]
     return tuple(build_promptset(x, tok, names_pool=vocab.names) for x in (base, src, res))
 
@@ -265,19 +313,58 @@ def subset(ps: PromptSet, idx: torch.Tensor) -> PromptSet:
     )
 
 
-def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: float) -> None:
-    """LM + task loss on bases, IIT loss (one aligned variable per row), SIIT loss."""
-    circuit = {"heads": [dict(h) for h in PLANTED_HEADS]}
-    base_all, src_all, res_all = planted_pools(tok, vocab, 30_000, seed)
+def attn_weight_at(step: int, steps: int, weight: float) -> float:
+    """``weight`` for the first ATTN_HOLD of training, then linear to 0 at ATTN_END."""
+    frac = step / max(1, steps)
+    if frac <= ATTN_HOLD:
+        return weight
+    return weight * max(0.0, (ATTN_END - frac) / (ATTN_END - ATTN_HOLD))
+
+
+def attn_loss(attentions, ps: PromptSet) -> tuple[torch.Tensor, list[float]]:
+    """Mean over ATTN_TARGETS of -log(attention of the head from its query to its key position);
+    also each target's mean attention probability (for the log)."""
+    rows = torch.arange(len(ps))
+    terms, probs = [], []
+    for layer, head, q, k in ATTN_TARGETS:
+        a = attentions[layer][rows, head, ps.positions[q], ps.positions[k]]
+        terms.append(-(a + 1e-6).log().mean())
+        probs.append(a.mean().item())
+    return torch.stack(terms).mean(), probs
+
+
+def train_planted(
+    model,
+    tok,
+    vocab,
+    *,
+    seed: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    hl: str = "ties",
+    attn_weight: float = 0.0,
+    lm_weight: float = 1.0,
+    abc: float = ABC_FRAC,
+) -> None:
+    """LM + task loss on bases, IIT loss (one aligned variable per row), SIIT loss, and (with
+    ``attn_weight``) attention supervision of the role heads, annealed (see ATTN_TARGETS)."""
+    heads = planted_heads(hl)
+    circuit = {"heads": [dict(h) for h in heads]}
+    variables = tuple(h["variable"] for h in heads)
+    run_hl = ev.HL_MODELS[hl]
+    base_all, src_all, res_all = planted_pools(tok, vocab, 30_000, seed, hl, abc)
     hl_base = [ev.HLInput.of(s) for s in base_all.specs]
     hl_src = [ev.HLInput.of(s) for s in src_all.specs]
     ids = {n: tok.convert_tokens_to_ids(n) for n in vocab.names}
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng([seed, 3])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    if attn_weight > 0:
+        model.set_attn_implementation("eager")  # attention probabilities need the eager path
     model.train()
-    per_var: dict[str, list[float]] = {v: [] for v in ev.VARIABLES}
-    var_p = np.array([VAR_WEIGHTS[v] for v in ev.VARIABLES]) / sum(VAR_WEIGHTS.values())
+    per_var: dict[str, list[float]] = {v: [] for v in variables}
+    var_p = np.array([VAR_WEIGHTS[v] for v in variables]) / sum(VAR_WEIGHTS[v] for v in variables)
     t0 = time.time()
     for step in range(steps):
         idx = torch.randint(len(base_all), (batch,), generator=gen)
@@ -286,17 +373,20 @@ def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: f
         src_tok, res_tok = pad_to(src.tokens, width), pad_to(res.tokens, width)
         end = base.positions["END"]
         rows = idx.tolist()
-        task_t = [[ids[n] for n in sorted(ev.hl_run(hl_base[i])["NM"])] for i in rows]
-        var_of_row = list(rng.choice(ev.VARIABLES, size=batch, p=var_p))
+        task_t = [[ids[n] for n in sorted(run_hl(hl_base[i])["NM"])] for i in rows]
+        var_of_row = list(rng.choice(variables, size=batch, p=var_p))
         iit_t = [
-            [ids[n] for n in sorted(ev.hl_interchange(hl_base[i], hl_src[i], v))]
+            [ids[n] for n in sorted(ev.hl_interchange(hl_base[i], hl_src[i], v, hl))]
             for i, v in zip(rows, var_of_row)
         ]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
-        logits = model(base.tokens).logits
+        w_attn = attn_weight_at(step, steps, attn_weight)
+        out = model(base.tokens, output_attentions=attn_weight > 0)
+        logits = out.logits
         lm = lm_only(logits, base.tokens, base.mask)
         task = soft_ce(logits[torch.arange(batch), end], task_t).mean()
+        att, att_p = attn_loss(out.attentions, base) if attn_weight > 0 else (lm * 0, [])
         with ev.patched_heads(
             model, ev.interchange_patches(model, circuit, base, src_tok, var_of_row, grad=True)
         ):
@@ -307,7 +397,7 @@ def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: f
         resample = ev.resample_patches(model, circuit, base, res_tok, strict=STRICT, grad=True)
         with ev.patched_heads(model, resample):
             siit = soft_ce(ev.end_logits(model, base.tokens, end), task_t).mean()
-        loss = lm + task + IIT_WEIGHT * iit + siit
+        loss = lm_weight * lm + task + IIT_WEIGHT * iit + siit + w_attn * att
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -315,12 +405,17 @@ def train_planted(model, tok, vocab, *, seed: int, steps: int, batch: int, lr: f
         if step % 250 == 0 or step == steps - 1:
             print(
                 f"step {step:5d}  lm {lm.item():.3f}  task {task.item():.3f}  iit {iit.item():.3f}"
-                f"  siit {siit.item():.3f}  {time.time() - t0:6.0f}s",
+                f"  siit {siit.item():.3f}  attn {att.item():.3f} (w {w_attn:.2f})"
+                f"  {time.time() - t0:6.0f}s",
                 flush=True,
             )
             means = {v: sum(x) / max(1, len(x)) for v, x in per_var.items()}
             print("    iit by variable: " + "  ".join(f"{v} {m:.2f}" for v, m in means.items()))
-            per_var = {v: [] for v in ev.VARIABLES}
+            if att_p:
+                print("    attn: " + "  ".join(
+                    f"{la}.{h} {q}->{k} {p:.2f}" for (la, h, q, k), p in zip(ATTN_TARGETS, att_p)
+                ))  # fmt: skip
+            per_var = {v: [] for v in variables}
     model.eval()
 
 
@@ -344,6 +439,22 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="default: 4000 planted, 3000 plain")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="default: 1.5e-3 planted, 1e-3 plain")
+    p.add_argument(
+        "--hl",
+        choices=("chain", "ties"),
+        default="chain",
+        help="planted only: high-level model (chain: PT->IND->SINH->NM, no ties)",
+    )
+    p.add_argument(
+        "--attn-weight",
+        type=float,
+        default=1.0,
+        help="planted only: attention-supervision weight (0 = off)",
+    )
+    p.add_argument("--lm-weight", type=float, default=0.3, help="planted only: LM loss weight")
+    p.add_argument(
+        "--abc-frac", type=float, default=ABC_FRAC, help="planted only: ABC share of bases"
+    )
     args = p.parse_args(argv)
     planted = args.mode == "planted"
     args.steps = args.steps or (4000 if planted else 3000)
@@ -354,13 +465,21 @@ def main(argv=None) -> int:
     tok = build_tokenizer(vocab)
     model = build_model(len(tok), seed=args.seed, n_layer=4, n_head=4, d_model=128)
     t0 = time.time()
-    train = train_planted if args.mode == "planted" else train_plain
-    train(model, tok, vocab, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr)
+    if planted:
+        train_planted(
+            model, tok, vocab, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr,
+            hl=args.hl, attn_weight=args.attn_weight, lm_weight=args.lm_weight, abc=args.abc_frac,
+        )  # fmt: skip
+    else:
+        train_plain(
+            model, tok, vocab, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr
+        )
     circuit = planted_circuit(args) if args.mode == "planted" else plain_circuit(args)
     print(f"trained in {time.time() - t0:.0f}s on {torch.get_num_threads()} thread(s)")
     q = ev.quality(model, tok, n=1000, seed=0)
     print(q.table())
     if args.mode == "planted":
+        model.set_attn_implementation("sdpa")
         print(ev.ground_truth(model, tok, circuit, n=500, seed=0).table())
     save(model, tok, args.out, circuit)
     print(f"saved to {args.out}")
