@@ -90,10 +90,13 @@ def _load_gpt2_small(seed: int) -> Model:
 
 
 def _load_gpt2_small_random(seed: int) -> Model:
-    from scrub.models.random_gpt2 import GPT2_SMALL_SHAPE, random_gpt2, toy_or_fallback_tokenizer
+    from scrub.data.tokenizer import load_tokenizer
+    from scrub.models.random_gpt2 import GPT2_SMALL_SHAPE, random_gpt2
 
     with _quiet_transformers(), tempfile.TemporaryDirectory(prefix="scrub-tokenizer-") as tmp:
-        tokenizer = toy_or_fallback_tokenizer(TOY_IOI_DIR)
+        # The toy model's tokenizer (or, without its checkpoint, the IOI word-level one), so
+        # IOI datasets tokenise for this model exactly as for toy-ioi.
+        tokenizer = load_tokenizer("toy-ioi")
         if "name_or_path" not in tokenizer.init_kwargs:
             # Built in memory: the bridge re-reads its tokenizer from name_or_path while booting,
             # so give it a directory that lives until the boot is done.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,14 +21,6 @@ if TYPE_CHECKING:
 
 BOS = "<|endoftext|>"  # also the pad and eos token, id 0, as in the toy model's tokenizer
 UNK = "<unk>"
-
-# A small generic vocabulary for the fallback tokenizer: enough for IOI-style prompts.
-_FALLBACK_TEXT = (
-    "When Then After While Afterwards the and a to of at in gave handed sent brought took went "
-    "had got said store park school office restaurant hospital garden station ring drink bone "
-    "basketball computer necklace kiss snack Mary John Alice Bob Tom Anna James Kate Paul Sarah "
-    "Mark Lisa David Emma Peter Julia , ."
-)
 
 
 @dataclass(frozen=True)
@@ -100,12 +91,3 @@ def word_level_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=UNK
     )
-
-
-def toy_or_fallback_tokenizer(toy_dir: Path) -> PreTrainedTokenizerFast:
-    """The toy-ioi tokenizer if its checkpoint directory exists, else a small word-level one."""
-    if (toy_dir / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(toy_dir, local_files_only=True)
-    return word_level_tokenizer(_FALLBACK_TEXT.split())
