@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -210,3 +211,41 @@ def test_self_attention_z_and_head_subsets_equal_full_attention(
     close(by_head[0, :-2], full[0, :-2])
     one, _ = attention(w, 1, per_head(x, 1), per_head(x, 1), per_head(x, 1), mask, heads=[2])
     close(one[:, :, 0], full[:, :, 2])
+
+
+def test_zero_mlps_are_skipped_bit_for_bit(tiny_attn_only_model: Model) -> None:
+    """An attention-only model stored as a GPT-2 (MLPs exactly zero) skips its MLPs, and the
+    skip gives exactly what the plain MLP arithmetic gives."""
+    from dataclasses import replace
+
+    from scrub.models.kernel import add_mlp, layer_norm
+
+    w = GPT2Weights.from_hf(tiny_attn_only_model.hf_model)
+    assert all(lw.mlp_is_zero for lw in w.layers)
+    tokens = tokens_for(tiny_attn_only_model)
+    x = embed(w, tokens)
+    lw = w.layers[0]
+    h = layer_norm(x, lw.ln2_w, lw.ln2_b, w.eps) @ lw.W_in + lw.b_in
+    plain = torch.nn.functional.gelu(h, approximate="tanh") @ lw.W_out + lw.b_out
+    assert torch.equal(mlp(w, 0, x), plain) and torch.equal(add_mlp(w, 0, x), x + plain)
+    unskipped = replace(w, layers=tuple(replace(lw, mlp_is_zero=False) for lw in w.layers))
+    assert torch.equal(forward(w, tokens), forward(unskipped, tokens))
+
+
+@pytest.mark.parametrize("param", ["weight", "bias"])
+def test_mlp_nonzero_only_in_its_output_is_not_skipped(tiny_model: Model, param: str) -> None:
+    hf = copy.deepcopy(tiny_model.hf_model)
+    c_proj = hf.transformer.h[1].mlp.c_proj
+    with torch.no_grad():
+        for p in (c_proj.weight, c_proj.bias):
+            p.zero_()
+        getattr(c_proj, param)[0] = 0.5
+    w = GPT2Weights.from_hf(hf)
+    assert [lw.mlp_is_zero for lw in w.layers] == [False, False, False]
+    tokens = tokens_for(tiny_model)
+    with torch.no_grad():
+        close(forward(w, tokens), hf(tokens).logits)
+    with torch.no_grad():
+        for p in (c_proj.weight, c_proj.bias):
+            p.zero_()
+    assert [lw.mlp_is_zero for lw in GPT2Weights.from_hf(hf).layers] == [False, True, False]

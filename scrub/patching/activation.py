@@ -30,7 +30,16 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from scrub.errors import ScrubError
-from scrub.models.kernel import GPT2Weights, attend, embed, layer_norm, mlp, unembed
+from scrub.models.kernel import (
+    GPT2Weights,
+    add_mlp,
+    allowed_keys,
+    attend_z,
+    embed,
+    layer_norm,
+    mlp,
+    unembed,
+)
 from scrub.patching.results import PatchResult, PatchSettings, build_result, check_normalization
 
 #: Components activation patching can replace.
@@ -150,24 +159,30 @@ class PatchInputs:
 
 @dataclass(frozen=True, eq=False)
 class RunCache:
-    """Activations of one plain forward pass (kernel, no hooks), in float32.
+    """Activations of one plain forward pass (kernel, no hooks), in float32, one tensor a layer.
 
     ``resid_pre[L]`` for L < n_layers is block L's input and ``resid_pre[n_layers]`` the final
     residual stream (the input of ln_f). ``z`` is per head before W_O (a head's result is
-    ``z[L, :, :, h] @ W_O[h]``); ``attn_out`` includes b_O.
+    ``z[L][:, :, h] @ W_O[h]``); ``attn_out`` includes b_O. Tensors are shared, not copied (e.g.
+    ``resid_pre[L + 1] is resid_mid[L]`` when MLP L is exactly zero), so treat them as read-only.
     """
 
-    resid_pre: Float[Tensor, "layer_plus_1 n t d_model"]
-    resid_mid: Float[Tensor, "layer n t d_model"]
-    z: Float[Tensor, "layer n t head d_head"]
-    attn_out: Float[Tensor, "layer n t d_model"]
-    mlp_out: Float[Tensor, "layer n t d_model"]
+    resid_pre: tuple[Float[Tensor, "n t d_model"], ...]  # n_layers + 1
+    resid_mid: tuple[Float[Tensor, "n t d_model"], ...]
+    z: tuple[Float[Tensor, "n t head d_head"], ...]
+    attn_out: tuple[Float[Tensor, "n t d_model"], ...]
+    mlp_out: tuple[Float[Tensor, "n t d_model"], ...]
 
     def head_result(self, w: GPT2Weights, layer: int, head: int) -> Float[Tensor, "n t d_model"]:
-        return self.z[layer, :, :, head] @ w.layers[layer].W_O[head]
+        return self.z[layer][:, :, head] @ w.layers[layer].W_O[head]
 
     def final_at(self, end: Int[Tensor, " n"]) -> Float[Tensor, "n d_model"]:
         return self.resid_pre[-1][torch.arange(end.shape[0]), end]
+
+    def rows(self, part: slice) -> RunCache:
+        """The cache of some rows (views)."""
+        fields = (self.resid_pre, self.resid_mid, self.z, self.attn_out, self.mlp_out)
+        return RunCache(*(tuple(x[part] for x in f) for f in fields))
 
 
 def run_cache(
@@ -179,30 +194,27 @@ def run_cache(
     the last block but the logits at END), so the last block is computed at END only: its z,
     attn_out, resid_mid, mlp_out and the final residual are NaN at other positions.
     """
-    n_layers, (n, t), d = len(w.layers), tokens.shape, w.W_E.shape[1]
-    H, e = w.layers[0].W_Q.shape[0], w.layers[0].W_Q.shape[2]
-    rows, last = torch.arange(n), n_layers - 1
+    rows, last = torch.arange(tokens.shape[0]), len(w.layers) - 1
+    pre, mid, zs, attn, mlps = [embed(w, tokens)], [], [], [], []
     with torch.no_grad():
-        # Written in place into preallocated tensors: stacking copies would cost a pass's time.
-        pre = torch.empty(n_layers + 1, n, t, d)
-        mid, attn, mlps = (torch.empty(n_layers, n, t, d) for _ in range(3))
-        zs = torch.empty(n_layers, n, t, H, e)
-        pre[0] = embed(w, tokens)
         for layer in range(last):
-            zs[layer] = attention_z(w, layer, pre[layer], mask)
-            attn[layer] = heads_out(w, layer, zs[layer])
-            torch.add(pre[layer], attn[layer], out=mid[layer])
-            mlps[layer] = mlp(w, layer, mid[layer])
-            torch.add(mid[layer], mlps[layer], out=pre[layer + 1])
-        for x in (pre[last + 1], mid[last], attn[last], mlps[last], zs[last]):
-            x.fill_(float("nan"))
-        z = attention_z(w, last, pre[last], mask, end)[:, 0]
-        zs[last, rows, end] = z
-        attn[last, rows, end] = heads_out(w, last, z)
-        mid[last, rows, end] = pre[last, rows, end] + attn[last, rows, end]
-        mlps[last, rows, end] = mlp(w, last, mid[last, rows, end])
-        pre[last + 1, rows, end] = mid[last, rows, end] + mlps[last, rows, end]
-        return RunCache(resid_pre=pre, resid_mid=mid, z=zs, attn_out=attn, mlp_out=mlps)
+            zs.append(attention_z(w, layer, pre[-1], mask))
+            attn.append(heads_out(w, layer, zs[-1]))
+            mid.append(pre[-1] + attn[-1])
+            mlps.append(mlp(w, layer, mid[-1]))
+            pre.append(mid[-1] if w.layers[layer].mlp_is_zero else mid[-1] + mlps[-1])
+        # The last block at END only, written into NaN tensors of the full shape.
+        z = attention_z(w, last, pre[-1], mask, end)[:, 0]
+        attn_end = heads_out(w, last, z)
+        mid_end = pre[-1][rows, end] + attn_end
+        mlp_end = mlp(w, last, mid_end)
+        final = mid_end if w.layers[last].mlp_is_zero else mid_end + mlp_end
+        at_end = (z, attn_end, mid_end, mlp_end, final)
+        for store, x in zip((zs, attn, mid, mlps, pre), at_end):
+            full = x.new_full((x.shape[0], tokens.shape[1], *x.shape[1:]), float("nan"))
+            full[rows, end] = x
+            store.append(full)
+        return RunCache(tuple(pre), tuple(mid), tuple(zs), tuple(attn), tuple(mlps))
 
 
 def run_caches(w: GPT2Weights, inputs: PatchInputs) -> tuple[RunCache, RunCache]:
@@ -214,17 +226,7 @@ def run_caches(w: GPT2Weights, inputs: PatchInputs) -> tuple[RunCache, RunCache]
         batch_rows(inputs.end, 2),
     )
     n = inputs.n
-    halves = [
-        RunCache(
-            resid_pre=both.resid_pre[:, part],
-            resid_mid=both.resid_mid[:, part],
-            z=both.z[:, part],
-            attn_out=both.attn_out[:, part],
-            mlp_out=both.mlp_out[:, part],
-        )
-        for part in (slice(0, n), slice(n, 2 * n))
-    ]
-    return halves[0], halves[1]
+    return both.rows(slice(0, n)), both.rows(slice(n, 2 * n))
 
 
 def logit_diff_at_end(
@@ -265,7 +267,7 @@ def project(
     if heads is not None:
         W, b = W[heads], b[heads]
     h, d, e = W.shape
-    out = x_ln @ W.permute(1, 0, 2).reshape(d, h * e) + b.reshape(h * e)
+    out = linear(x_ln, W.permute(1, 0, 2).reshape(d, h * e), b.reshape(h * e))
     return out.unflatten(-1, (h, e))
 
 
@@ -288,34 +290,70 @@ def attention_z(
     and v are projected from one LayerNorm, and only the patched heads' slot is recomputed.
     With ``q_index`` only that one query position per row is computed (q = 1).
     """
-    lw = w.layers[layer]
     b, t, _ = resid.shape
     rows = torch.arange(b)
     x = ln1(w, layer, resid)
-    xq = x if q_index is None else x[rows, q_index][:, None]
-    qkv = {
-        "q": project(w, layer, xq, "q"),
-        "k": project(w, layer, x, "k"),
-        "v": project(w, layer, x, "v"),
-    }
-    if patch is not None:
+
+    def slot(name: str, x_ln: Tensor, index: Tensor | None) -> Tensor:
+        out = project(w, layer, x_ln, name)
+        if patch is None or patch.slot != name:
+            return out
         value, where = patch.value, patch.where
-        if patch.slot == "q" and q_index is not None:
-            value, where = value[rows, q_index][:, None], where[rows, q_index][:, None]
-        new = project(w, layer, ln1(w, layer, value), patch.slot, patch.heads)
-        target = qkv[patch.slot]
-        target[:, :, patch.heads] = torch.where(
-            where[:, :, None, None], new, target[:, :, patch.heads]
-        )
-    q_pos = torch.arange(t) if q_index is None else q_index[:, None]
-    z, _ = attend(qkv["q"], qkv["k"], qkv["v"], lw.attn_scale, q_pos, mask)
-    return z
+        if index is not None:
+            value, where = value[rows, index][:, None], where[rows, index][:, None]
+        new = project(w, layer, ln1(w, layer, value), name, patch.heads)
+        out[:, :, patch.heads] = torch.where(where[:, :, None, None], new, out[:, :, patch.heads])
+        return out
+
+    if q_index is None:
+        q_pos = torch.arange(t)
+        q = slot("q", x, None)
+    else:
+        q_pos = q_index[:, None]
+        q = slot("q", x[rows, q_index][:, None], q_index)
+        if patch is None or patch.slot == "q":
+            return _one_query_z(w, layer, q, x, allowed_keys(t, q_pos, mask)[:, 0, 0])
+    return attend_z(
+        q, slot("k", x, None), slot("v", x, None), w.layers[layer].attn_scale, q_pos, mask
+    )
+
+
+def _one_query_z(
+    w: GPT2Weights,
+    layer: int,
+    q: Float[Tensor, "b 1 head d_head"],
+    x_ln: Float[Tensor, "b t d_model"],
+    allowed: Bool[Tensor, "b t"],
+) -> Float[Tensor, "b 1 head d_head"]:
+    """z of one query per row, without projecting keys and values at every position.
+
+    Reassociated, equal to rounding: q . (x W_K + b_K) = (W_K q) . x + q . b_K, and
+    sum_t p_t (x_t W_V + b_V) = (sum_t p_t x_t) W_V + b_V as the p_t sum to 1. Two [t, d] x [d]
+    products per head replace the k and v projections of every position (two [b t, d] x [d, d]
+    matmuls, the bulk of a last block computed at END only).
+    """
+    lw = w.layers[layer]
+    q = q[:, 0]
+    q_k = torch.einsum("bhe,hde->bhd", q, lw.W_K)
+    scores = (torch.einsum("bhd,btd->bht", q_k, x_ln) + (q * lw.b_K).sum(-1)[..., None]) / (
+        lw.attn_scale
+    )
+    # The dtype's minimum rather than -inf, as kernel.attend does.
+    pattern = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min).softmax(-1)
+    mixed = torch.einsum("bht,btd->bhd", pattern, x_ln)
+    return (torch.einsum("bhd,hde->bhe", mixed, lw.W_V) + lw.b_V)[:, None]
 
 
 def heads_out(w: GPT2Weights, layer: int, z: Float[Tensor, "*b head d_head"]) -> Tensor:
     """The attention block's output: every head's z @ W_O summed, plus b_O."""
     lw = w.layers[layer]
-    return z.flatten(-2) @ lw.W_O.reshape(-1, lw.W_O.shape[-1]) + lw.b_O
+    return linear(z.flatten(-2), lw.W_O.reshape(-1, lw.W_O.shape[-1]), lw.b_O)
+
+
+def linear(x: Float[Tensor, "*b d_in"], W: Tensor, b: Tensor) -> Float[Tensor, "*b d_out"]:
+    """``x @ W + b`` in one BLAS call: no second [*b, d_out] tensor for the bias add (fresh
+    activation-sized tensors cost more in first-touch page faults than the add itself)."""
+    return torch.addmm(b, x.reshape(-1, x.shape[-1]), W).unflatten(0, x.shape[:-1])
 
 
 def run_free(
@@ -340,7 +378,7 @@ def run_free(
     x = resid
     if stage == "mid":
         x = x[rows, end] if layer == n_layers - 1 else x
-        x = x + mlp(w, layer, x)
+        x = add_mlp(w, layer, x)
         layer += 1
     for lay in range(layer, n_layers):
         if lay == n_layers - 1:
@@ -348,7 +386,7 @@ def run_free(
             x = x[rows, end] + heads_out(w, lay, z[:, 0])
         else:
             x = x + heads_out(w, lay, attention_z(w, lay, x, mask, None, patches.get(lay)))
-        x = x + mlp(w, lay, x)
+        x = add_mlp(w, lay, x)
     if x.dim() == 3:  # started at the final residual stream
         x = x[rows, end]
     return logit_diff_at_end(w, x, answers)

@@ -43,7 +43,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from scrub.errors import ScrubError
-from scrub.models.kernel import GPT2Weights, mlp
+from scrub.models.kernel import GPT2Weights, add_mlp, mlp
 from scrub.patching.activation import (
     DEFAULT_BUDGET_BYTES,
     Component,
@@ -279,7 +279,7 @@ def _run_end_only(
         z = torch.einsum("snht,nthe->snhe", pattern, values)
         z = z + p_end * (qkv["v"] - values[rows, end][None])
         x = x + heads_out(w, layer, z)
-        x = x + mlp(w, layer, x)
+        x = add_mlp(w, layer, x)
     return logit_diff_at_end(w, x.reshape(k * n, -1), batch_rows(inputs.answers, k)).reshape(k, n)
 
 
@@ -351,7 +351,7 @@ def path_patch(
     targets = receivers.layers(n_layers)
     n, t = inputs.clean.shape
     size = chunk_size(n, 1 if end_only else t, w.W_E.shape[1], budget)
-    out = torch.empty(len(senders), n)
+    out = torch.empty(len(senders), n, dtype=w.W_E.dtype)
     chunks = [list(range(i, min(i + size, len(senders)))) for i in range(0, len(senders), size)]
     with torch.no_grad():
         for idx in _progress(chunks, progress, "path patching"):
