@@ -1,94 +1,130 @@
-"""The IOI circuit of the shipped toy model (``toy-ioi``), as measured with scrub.
+"""The IOI circuit of the shipped toy model (``toy-ioi``), as scrub measures it.
 
-The toy (4 layers x 4 heads, attention-only, plainly trained; see scrub/models/toy_ioi/MODEL_CARD.md
-and circuit.json, ``"kind": "plain"``) is not GPT-2: its IOI computation ends in layer 1.
+The toy (4 layers x 4 heads, attention-only) was trained with interchange-intervention training so
+that four heads implement a known chain (scrub/models/toy_ioi/circuit.json and MODEL_CARD.md):
 
-* Head 1.2 at END is the name mover: resampling it alone keeps 18% of the logit difference, any
-  other single head keeps >= 92%. Its keys and queries carry the prompt's layout, not the names;
-  its values carry the names.
-* Heads 1.0 and 1.3 at END back it up (adding them raises recovered from 0.55 to 0.67).
-* The layer-0 heads at END write directly to the logits (+21%), and layers 2-3 at END add the rest.
-* There is no S-inhibition: the name mover's query ignores the layer-0 heads at END and the END
-  token (resampling them, even across prefixes that move every position, changes nothing).
-  No induction, duplicate-token or previous-token head feeds the name mover measurably.
+* previous-token head 0.1 writes "my previous token was X" at S1+1 and IO+1;
+* induction head 1.2 at S2 queries with the S2 token, finds S1+1 through 0.1's keys and writes
+  which first-clause slot held S (the order, ABBA or BABA);
+* S-inhibition head 2.0 at END reads that through its values at S2;
+* name mover 3.1 at END takes it in its query, attends to the other first-clause name and copies it.
 
-Measured on seed-0 datasets with n=200 (``scrub check hypotheses/``). If the toy checkpoint is
-retrained (circuit.json changes), re-measure: the claims in test_toy_ioi_claims.py will say so.
+The hypotheses below state that story and its parts; test_toy_ioi_claims.py checks each claim.
+Measured with ``scrub check hypotheses/`` (n = 200, seed 0, pool 2,000): ``full_circuit``
+recovers 0.92 and the name mover alone, everything else resampled, 0.98. Taking S-inhibition from
+a prompt with the other order, the induction query from another S, the previous-token head from
+other names, or the name mover's keys and values from other names, each recovers at most 0.04.
+Where this differs from the IOI paper: no duplicate-token head takes part (head 0.3 at S2 was
+trained to attend S2 -> S1, but resampling it changes nothing), and the name mover's keys read
+more than the name tokens (what layers 0-2 wrote at IO and S1; with only the tokens kept, 0.57).
 """
 
 from scrub import OUTPUT, Embed, Hypothesis, agree, heads, keep, node, random
 
-NAME_MOVER = heads("1.2", at="END")
-BACKUP = heads("1.0 1.3", at="END")
-EARLY = heads("0.0 0.1 0.2 0.3", at="END")
-LATE = heads("2.0 2.1 2.2 2.3 3.0 3.1 3.2 3.3", at="END")
-#: Everything a layer-1 head reads (MLPs are exactly zero in the toy): embeddings and layer 0.
-LAYER1_INPUTS = (Embed(), *heads("0.0 0.1 0.2 0.3"))
-#: The q input of a head at END: only END matters.
-QUERY_INPUTS = (Embed("END"), *EARLY)
-#: Row lengths must match for all-position nodes (absolute positions line up within a template).
-SAME_LAYOUT = agree("template")
+NAME_MOVER = heads("3.1", at="END")
+S_INHIBITION = heads("2.0", at="END")
+INDUCTION = heads("1.2", at="S2")
+#: At every position: its keys anywhere before S2 (not only at S1+1 and IO+1) feed the induction
+#: head; keeping 0.1 only at S1+1 and IO+1 breaks the chain (measured: -0.09).
+PREVIOUS_TOKEN = heads("0.1")
+DUPLICATE_TOKEN = heads("0.3", at="S2")
+BELOW_NAME_MOVER = "0.0 0.1 0.2 0.3 1.0 1.1 1.2 1.3 2.0 2.1 2.2 2.3"
+#: The two first-clause names: their tokens and everything layers 0-2 wrote at them.
+NAMES = (
+    Embed("IO"),
+    Embed("S1"),
+    *heads(BELOW_NAME_MOVER, at="IO"),
+    *heads(BELOW_NAME_MOVER, at="S1"),
+)
+#: Rows of one template have the same length and positions (all-position parts need it).
+LAYOUT = agree("template")
+SAME_ORDER = agree("order")
+SAME_S = agree("s")
 
 
-def name_mover_story(
-    name: str, *, keys=SAME_LAYOUT, values=keep, query=SAME_LAYOUT, other=SAME_LAYOUT, extra=()
-):
-    """Head 1.2 at END with its query, keys and values explained by the given rules."""
+def ioi_story(
+    name: str,
+    *,
+    names=keep,
+    s_inhibition=SAME_ORDER,
+    induction=keep,
+    s2_token=SAME_S,
+    previous_token=keep,
+    extra=(),
+    description: str = "",
+) -> Hypothesis:
+    """The chain, each part drawn by the given rule (defaults: the claimed story).
+
+    The name mover's other inputs (everything but the names and S-inhibition) and the induction
+    head's come from another prompt with the same template (so positions line up).
+    """
     return Hypothesis(
         name,
         [
-            node("name movers", NAME_MOVER, feeds=OUTPUT, rule=keep, other=other),
-            node("s-inhibition (query)", QUERY_INPUTS, feeds="name movers.q", rule=query),
-            node("name mover keys", LAYER1_INPUTS, feeds="name movers.k", rule=keys),
-            node("name mover values", LAYER1_INPUTS, feeds="name movers.v", rule=values),
+            node("name mover", NAME_MOVER, feeds=OUTPUT, rule=keep, other=LAYOUT),
+            node("names", NAMES, feeds=["name mover.k", "name mover.v"], rule=names),
+            node("s-inhibition", S_INHIBITION, feeds="name mover.q", rule=s_inhibition),
+            node("induction", INDUCTION, feeds="s-inhibition.v", rule=induction, other=LAYOUT),
+            node("s2 token", Embed("S2"), feeds="induction.q", rule=s2_token),
+            node("previous token", PREVIOUS_TOKEN, feeds="induction.k", rule=previous_token),
             *extra,
         ],
-        description="head 1.2 moves the IO name; its q and k read layout, its v reads names",
+        description=description,
     )
 
 
-name_movers = Hypothesis(
-    "name movers",
-    [node("name movers", NAME_MOVER, feeds=OUTPUT, rule=keep)],
-    description="only the name mover 1.2 at END explains the output",
-)
-
-name_movers_and_backup = Hypothesis(
-    "name movers + backup",
-    [
-        node("name movers", NAME_MOVER, feeds=OUTPUT, rule=keep),
-        node("backup name movers", BACKUP, feeds=OUTPUT, rule=keep),
-    ],
-)
-
-full_circuit = name_mover_story(
+full_circuit = ioi_story(
     "toy-ioi full circuit",
-    extra=[
-        node("backup name movers", BACKUP, feeds=OUTPUT, rule=keep),
-        node("direct early heads", EARLY, feeds=OUTPUT, rule=keep),
-        node("late heads", LATE, feeds=OUTPUT, rule=keep),
+    description="name mover <- s-inhibition <- induction <- previous token; values read the names",
+)
+
+#: The name mover computed on the reference prompt, everything else from random prompts.
+name_mover = Hypothesis(
+    "name mover",
+    [node("name mover", NAME_MOVER, feeds=OUTPUT, rule=keep)],
+    description="only head 3.1 at END explains the output",
+)
+
+#: S-inhibition from a prompt with the same order (other names, any template) ...
+s_inhibition_same_order = Hypothesis(
+    "s-inhibition carries the order",
+    [
+        node("name mover", NAME_MOVER, feeds=OUTPUT, rule=keep, other=keep),
+        node("s-inhibition", S_INHIBITION, feeds="name mover.q", rule=SAME_ORDER),
     ],
 )
-
-#: The name mover's story alone, its keys and values kept: the baseline of the claims below.
-name_mover_kept = name_mover_story("name mover, inputs kept", keys=keep, query=keep)
-#: Keys from another prompt with the same template (other names, maybe swapped order).
-name_mover_keys_resampled = name_mover_story("name mover, keys from other names")
-#: Values from another prompt with the same template: the names the head moves are wrong.
-name_mover_values_resampled = name_mover_story(
-    "name mover, values from other names", values=SAME_LAYOUT
+#: ... and from a prompt of the same template whose order may differ.
+s_inhibition_any_order = Hypothesis(
+    "s-inhibition, order resampled",
+    [
+        node("name mover", NAME_MOVER, feeds=OUTPUT, rule=keep, other=keep),
+        node("s-inhibition", S_INHIBITION, feeds="name mover.q", rule=LAYOUT),
+    ],
 )
-#: Values from a prompt with the same IO name and layout (S, place and object differ).
-name_mover_values_same_io = name_mover_story(
-    "name mover, values agree on IO",
-    values=agree("io", "template", "order", allow_self=True),
+#: The whole chain, but S-inhibition's order is not preserved.
+full_circuit_order_resampled = ioi_story(
+    "full circuit, s-inhibition order resampled", s_inhibition=LAYOUT
 )
-
-#: For pools mixing prefixed and plain prompts: everything but the query is the reference row.
-name_mover_query_kept = name_mover_story(
-    "name mover, query kept", keys=keep, query=keep, other=keep
+#: The induction head itself from any prompt with the same order: its output is the order only.
+induction_same_order = ioi_story("induction from the same order", induction=SAME_ORDER)
+#: The induction head's query (the S2 token) from a prompt whose S differs.
+induction_query_other_s = ioi_story("induction query from another S", s2_token=LAYOUT)
+#: The previous-token head from a prompt with other names (same template).
+previous_token_other_names = ioi_story("previous token from other names", previous_token=LAYOUT)
+#: The name mover's keys and values without the names: from another prompt of that template.
+names_resampled = ioi_story("names resampled", names=LAYOUT)
+#: Adding the duplicate-token head 0.3 at S2 (same order) to S-inhibition's values: no change.
+with_duplicate_token = ioi_story(
+    "full circuit + duplicate token",
+    extra=[node("duplicate token", DUPLICATE_TOKEN, feeds="s-inhibition.v", rule=SAME_ORDER)],
 )
-#: The query (layer-0 heads at END and the END token) from any prompt, prefixed or not.
-name_mover_query_random = name_mover_story(
-    "name mover, query from any prompt", keys=keep, query=random, other=keep
+#: The duplicate-token head instead of the induction head: it does not carry the order.
+duplicate_token_instead = Hypothesis(
+    "duplicate token instead of induction",
+    [
+        node("name mover", NAME_MOVER, feeds=OUTPUT, rule=keep, other=LAYOUT),
+        node("names", NAMES, feeds=["name mover.k", "name mover.v"], rule=keep),
+        node("s-inhibition", S_INHIBITION, feeds="name mover.q", rule=SAME_ORDER),
+        node("duplicate token", DUPLICATE_TOKEN, feeds="s-inhibition.v", rule=keep, other=random),
+    ],
 )

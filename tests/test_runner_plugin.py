@@ -131,3 +131,18 @@ def test_xdist_workers_report_to_the_controller(pytester: pytest.Pytester):
     run = _only_run(pytester.path / "out")
     assert len(list((run / "results").glob("*.json"))) == 1
     assert "nothing" in (run / "results.csv").read_text()
+
+
+def test_table_has_one_row_per_result_with_the_worst_outcome():
+    from scrub.runner.plugin import format_table
+
+    base = {"hypothesis": "nm", "model": "toy-ioi", "n": 10, "recovered": 0.5, "recovered_se": 0.1}
+    records = [
+        {**base, "key": "t1::nm", "outcome": "pass"},
+        {**base, "key": "t1::other", "hypothesis": "other", "outcome": "pass"},
+        {**base, "key": "t2::nm", "outcome": "fail"},
+    ]
+    lines = format_table(records)
+    assert len(lines) == 4  # header, rule, one row per distinct result
+    nm = next(line for line in lines[2:] if line.startswith("nm "))
+    assert nm.split()[-2:] == ["2", "FAIL"]

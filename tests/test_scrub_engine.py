@@ -186,3 +186,15 @@ def test_all_position_nodes_warn_when_rows_differ_in_length(tiny_model):
     aligned = scrub_hypothesis(h, tiny_model, tiny_dataset(ragged=False), n=8, seed=0)
     assert any("matched by index" in w for w in ragged.warnings)
     assert not any("matched by index" in w for w in aligned.warnings)
+    # Rows of one length meet: "top" (all positions) keeps its parent's world row, and "low"
+    # keeps top's other-inputs row. Ragged data, yet nothing is mixed, so no warning.
+    same_rows = Hypothesis(
+        "allpos kept",
+        [
+            node("top", heads("2.3"), feeds=OUTPUT, rule=keep, other=keep),
+            node("low", heads("1.1 0.2"), feeds=["top.q", "top.k"], rule=keep),
+        ],
+        output_other=keep,
+    )
+    kept = scrub_hypothesis(same_rows, tiny_model, tiny_dataset(ragged=True), n=8, seed=0)
+    assert not any("matched by index" in w for w in kept.warnings)

@@ -58,10 +58,10 @@ def test_circuit_json_is_valid(toy, circuit):
     for h in circuit["heads"]:
         assert 0 <= h["layer"] < cfg.n_layer and 0 <= h["head"] < cfg.n_head
         assert h["class"] in CLASSES
-        assert h["variable"] in ev.VARIABLES
+        assert h["variable"] in ev.HL_VARIABLES[circuit["high_level"]]
         assert set(h["positions"]) <= set(POSITION_NAMES)
         seen.add(h["variable"])
-    assert seen == set(ev.VARIABLES)
+    assert seen == set(ev.HL_VARIABLES[circuit["high_level"]])
     assert len({(h["layer"], h["head"]) for h in circuit["heads"]}) == len(circuit["heads"])
 
 

@@ -318,6 +318,8 @@ def hl_run_chain(x: HLInput, overrides: dict | None = None) -> dict:
 
 
 HL_MODELS = {"ties": hl_run, "chain": hl_run_chain}
+#: The variables each high-level model has (and a planted circuit.json aligns, one head each).
+HL_VARIABLES = {"ties": VARIABLES, "chain": ("PT", "IND", "SINH", "NM")}
 
 
 def hl_interchange(base: HLInput, source: HLInput, var: str, kind: str = "ties") -> frozenset[str]:

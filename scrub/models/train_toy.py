@@ -49,7 +49,7 @@ from scrub.models import toy_eval as ev
 
 N_CTX = 64
 #: The recipe of the checkpoint shipped in scrub/models/toy_ioi (the --mode default).
-SHIPPED_MODE = "plain"
+SHIPPED_MODE = "planted"
 RECENCY_FRAC = 0.3
 
 
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ev.TOY_DIR)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("planted", "plain"), default=SHIPPED_MODE)
-    p.add_argument("--steps", type=int, default=None, help="default: 4000 planted, 3000 plain")
+    p.add_argument("--steps", type=int, default=None, help="default: 2000 planted, 3000 plain")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="default: 1.5e-3 planted, 1e-3 plain")
     p.add_argument(
@@ -457,7 +457,7 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     planted = args.mode == "planted"
-    args.steps = args.steps or (4000 if planted else 3000)
+    args.steps = args.steps or (2000 if planted else 3000)
     args.lr = args.lr or (1.5e-3 if planted else 1e-3)
     torch.set_num_threads(1)  # determinism, and one core stays free for others
     ev.quiet_transformers()

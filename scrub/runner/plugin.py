@@ -27,6 +27,7 @@ to a session that records no scrub result: no files, no table.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,25 +196,53 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"results: {run.path}")
 
 
+#: A result several claims used is reported with the worst of their outcomes.
+_SEVERITY = {"error": 3, "fail": 2, "pass": 1, "skip": 0}
+
+
+def _result_identity(record: dict) -> tuple:
+    """What makes two records one result: the same hypothesis, settings and numbers.
+
+    (Claims share results through the session memo, but each test stores its own record, and
+    xdist workers compute theirs separately; equal settings and numbers are the same result.)
+    """
+    settings = record.get("settings") or {}
+    fields = ("hypothesis", "model", "n", "clean", "scrubbed", "random", "recovered")
+    return (
+        *(record.get(k) for k in fields),
+        *(
+            json.dumps(settings.get(k), sort_keys=True)
+            for k in ("seed", "metric", "pool", "dataset")
+        ),
+    )
+
+
 def format_table(records: list[dict]) -> list[str]:
-    """Fixed-width lines: hypothesis, model, N, clean, scrubbed, random, recovered +- SE, result."""
+    """Fixed-width lines: hypothesis, model, N, clean, scrubbed, random, recovered +- SE, claims
+    (how many tests used the result; one row per distinct result) and result (the worst outcome).
+    """
 
     def num(x, w=8):
         return f"{x:>{w}.3f}" if isinstance(x, (int, float)) else f"{'-':>{w}}"
 
+    rows: dict[tuple, list[dict]] = {}
+    for r in records:
+        rows.setdefault(_result_identity(r), []).append(r)
     width = max([10, *(len(str(r.get("hypothesis", ""))) for r in records)])
     head = (
         f"{'hypothesis':<{width}}  {'model':<10} {'N':>5} {'clean':>8} {'scrubbed':>8} "
-        f"{'random':>8} {'recovered +- SE':>17}  result"
+        f"{'random':>8} {'recovered +- SE':>17} {'claims':>6}  result"
     )
     lines = [head, "-" * len(head)]
-    for r in records:
+    for uses in rows.values():
+        r = uses[0]
+        outcome = max((u.get("outcome") or "?" for u in uses), key=lambda o: _SEVERITY.get(o, 4))
         rec, se = r.get("recovered"), r.get("recovered_se")
         rec_txt = f"{num(rec, 7)} +- {num(se, 5)}" if rec is not None else f"{'-':>17}"
         lines.append(
             f"{str(r.get('hypothesis')):<{width}}  {str(r.get('model')):<10} {r.get('n', 0):>5} "
             f"{num(r.get('clean'))} {num(r.get('scrubbed'))} {num(r.get('random'))} "
-            f"{rec_txt:>17}  {(r.get('outcome') or '?').upper()}"
+            f"{rec_txt:>17} {len(uses):>6}  {outcome.upper()}"
         )
     return lines
 

@@ -15,7 +15,7 @@ from scrub.models import kernel
 from scrub.scrubbing.evaluate import CleanCache, Need, TreeEvaluator, needs_of
 from scrub.scrubbing.hypothesis import Hypothesis
 from scrub.scrubbing.result import Recovered, ScrubResult, cancellation_warnings
-from scrub.scrubbing.tree import Assignment, sample, treeify
+from scrub.scrubbing.tree import Assignment, TreeNode, sample, treeify
 from scrub.scrubbing.validate import check_against
 
 DEFAULT_MAX_MEMORY = 2 * 1024**3
@@ -109,24 +109,29 @@ def scrub_hypothesis(
             "treeified_nodes": len(a.rows),
         },
         warnings=cancellation_warnings(scrubbed, clean, random)
-        + alignment_warnings(hypothesis, dataset),
+        + alignment_warnings(tree, a, dataset),
     )
 
 
-def alignment_warnings(hypothesis: Hypothesis, dataset) -> tuple[str, ...]:
-    """All-position components are matched by token index between rows; warn when rows differ.
+def alignment_warnings(tree: TreeNode, a: Assignment, dataset) -> tuple[str, ...]:
+    """All-position components are matched by token index between rows; warn when that mixes.
 
-    A child's output at index t of its own row enters its parent's row at index t. That is right
-    when rows share one layout, and silently mixes tokens when templates or prefixes differ.
+    A child's output at index t of its own row enters its parent's world (the parent's other-inputs
+    row) at index t. That is right when the two rows share one layout (e.g. the child keeps its
+    parent's row or agrees on the template) and silently mixes tokens when their lengths differ.
     """
-    lengths = dataset.mask.sum(1)
-    if bool((lengths == lengths[0]).all()):
-        return ()
-    loose = [n.name for n in hypothesis.nodes if any(c.position is None for c in n.components)]
+    lengths = dataset.mask.sum(1).numpy()
+    loose = []
+    for parent in tree.walk():
+        for child in parent.children:
+            if any(c.position is None for c in child.node.components):
+                mixed = lengths[a.rows[child.path]] != lengths[a.other[parent.path]]
+                if mixed.any():
+                    loose.append(f"{child.path!r} ({mixed.mean():.0%} of examples)")
     if not loose:
         return ()
     return (
-        f"node(s) {', '.join(map(repr, loose))} cover all positions, but the dataset's rows differ "
-        f"in length, so positions are matched by index across different prompts; name a position "
+        f"all-position node(s) {', '.join(loose)} read rows whose length differs from their "
+        f"parent's, so positions are matched by index across different prompts; name a position "
         f"(at='END') or agree on the template",
     )
