@@ -58,7 +58,8 @@ def head_class(name: str) -> tuple[str, str]:
 
 
 def components_label(components: Sequence) -> str:
-    """``"9.9 9.6 10.0 @END"``; components at different positions are grouped per position."""
+    """``"9.9 9.6 10.0 @END"``; components at different positions are grouped per position, the
+    embeddings joined with ``+`` (``"embed + 0.1 0.2 @IO"``), long groups one per line."""
     groups: dict[str | None, list[str]] = {}
     for c in components:
         if isinstance(c, Head):
@@ -67,9 +68,12 @@ def components_label(components: Sequence) -> str:
             text = f"mlp{c.layer}"
         else:
             assert isinstance(c, Embed)
-            text = "embed"
+            text = "embed +"
         groups.setdefault(c.position, []).append(text)
-    return ", ".join(" ".join(v) + (f" @{p}" if p else " @all") for p, v in groups.items())
+    parts = [
+        " ".join(v).removesuffix(" +") + (f" @{p}" if p else " @all") for p, v in groups.items()
+    ]
+    return ("\n" if sum(map(len, parts)) > 60 else ", ").join(parts)
 
 
 def without(h: Hypothesis, name: str) -> Hypothesis:
