@@ -45,6 +45,9 @@ class LayerWeights:
     b_Q: Float[Tensor, "head d_head"]
     b_K: Float[Tensor, "head d_head"]
     b_V: Float[Tensor, "head d_head"]
+    # HF's fused c_attn (columns q | k | v, heads contiguous): one matmul projects all three.
+    W_qkv: Float[Tensor, "d_model three_d_model"]
+    b_qkv: Float[Tensor, " three_d_model"]
     W_O: Float[Tensor, "head d_head d_model"]
     b_O: Float[Tensor, " d_model"]
     attn_scale: float  # scores are divided by this
@@ -114,6 +117,8 @@ class GPT2Weights:
                     b_Q=b_Q,
                     b_K=b_K,
                     b_V=b_V,
+                    W_qkv=W_qkv,
+                    b_qkv=b_qkv,
                     W_O=block.attn.c_proj.weight.detach().reshape(H, e, d),
                     b_O=block.attn.c_proj.bias.detach(),
                     attn_scale=scale,
