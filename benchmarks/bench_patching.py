@@ -7,10 +7,11 @@ All heads are senders (N = 50 IOI prompts, ABC corruption), timed side by side i
 
 Both timings include building the clean and corrupted caches (the reference's are built once
 per model and their time added to each case); the fast time is the median of five calls. The
-reference costs the same per sender (one or two full forward passes each), so on GPT-2-small scale, where one reference pass
-takes seconds on a shared CPU, it is timed on a sample of senders spread over the layers and scaled
-to all senders (the detail column says so; set SCRUB_BENCH_FULL=1 to time every sender). The fast
-engine always runs every sender, and its results are checked against the timed reference senders.
+reference costs the same per sender (one or two full forward passes each), so on GPT-2-small
+scale, where one reference pass takes seconds on a shared CPU, it is timed on a sample of senders
+spread over the layers and scaled to all senders (the detail column says so; set
+SCRUB_BENCH_FULL=1 to time every sender). The fast engine always runs every sender, and its
+results are checked against the timed reference senders.
 """
 
 from __future__ import annotations
