@@ -24,27 +24,15 @@ Everything is timed with ``time.perf_counter`` in one process, best of ``REPEATS
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 N, POOL = 200, 2000
 REPEATS = 2
 REFERENCE_BUDGET_EXAMPLES = 25  # examples the reference runs on GPT-2 scale unless FULL
-
-
-def _reference_module():
-    spec = importlib.util.spec_from_file_location(
-        "reference_scrub", ROOT / "tests" / "reference_scrub.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ioi_hypothesis(name: str, nm: str, s_inh: str, induction: str, duplicate: str, previous: str):
@@ -118,11 +106,12 @@ def _sub_assignment(a, k: int):
 
 
 def _case(model_name: str, full: bool) -> list[dict]:
+    import reference_scrub as ref_mod  # tests/ is on sys.path (benchmarks/run.py)
+
     from scrub.data import make_ioi
     from scrub.models import kernel, load_model
     from scrub.scrubbing.experiment import plan, scrub_hypothesis
 
-    ref_mod = _reference_module()
     model = load_model(model_name)
     toy_tok = load_model("toy-ioi").tokenizer if model_name != "toy-ioi" else model.tokenizer
     ds = make_ioi(POOL, seed=0, tokenizer=toy_tok)

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run only bench_<ONLY>.py")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    # The benchmarks time the tests' slow reference implementations against the fast paths.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     rows = []
     for path in sorted(Path(__file__).parent.glob("bench_*.py")):
         if args.only and path.stem != f"bench_{args.only}":
