@@ -9,7 +9,7 @@ HYP = "induction.py"
 
 @pytest.mark.scrub_claim(model="toy-ioi", n=200, seed=0)
 def test_toy_ioi_does_not_do_induction(scrub):
-    # Measured: the toy prefers repeating END's token (clean logit difference about -4.2), so
+    # Measured: the toy prefers repeating END's token (clean logit difference about -5.0), so
     # there is no induction behaviour for a hypothesis to explain.
     result = scrub.run(f"{HYP}::toy_layer1")
     mean = result.clean.mean()

@@ -8,8 +8,9 @@
 * ``planted``: the same model trained with strict interchange-intervention training (IIT + SIIT)
   so that designated heads implement a small high-level causal model of IOI
   (see :mod:`scrub.models.toy_eval`); the ground truth is written to ``circuit.json``.
-  ``--hl chain`` (default): the tie-free model PT (0.1) -> IND (1.2) -> SINH (2.0) -> NM (3.1),
-  interchange sources keeping S; ``--hl ties``: the earlier model with DUP (0.3) as well.
+  ``--hl ties`` (default, shipped): PT (0.1) -> IND (1.2) and DUP (0.3), which vote at S2 ->
+  SINH (2.0) -> NM (3.1), where patching DUP or IND alone from the other order predicts a tie;
+  ``--hl chain``: the tie-free PT -> IND -> SINH -> NM, interchange sources keeping S.
   With ``--attn-weight`` > 0 the role heads' attention patterns are also supervised
   (``ATTN_TARGETS``), fully for the first 30% of steps, annealed to 0 at 70%; the LM loss is
   weighted by ``--lm-weight``.
@@ -436,14 +437,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ev.TOY_DIR)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("planted", "plain"), default=SHIPPED_MODE)
-    p.add_argument("--steps", type=int, default=None, help="default: 2000 planted, 3000 plain")
+    p.add_argument("--steps", type=int, default=None, help="default: 4000 planted, 3000 plain")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="default: 1.5e-3 planted, 1e-3 plain")
     p.add_argument(
         "--hl",
-        choices=("chain", "ties"),
-        default="chain",
-        help="planted only: high-level model (chain: PT->IND->SINH->NM, no ties)",
+        choices=("ties", "chain"),
+        default="ties",
+        help="planted only: high-level model (ties: DUP and IND vote; chain: PT->IND->SINH->NM)",
     )
     p.add_argument(
         "--attn-weight",
@@ -457,7 +458,7 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     planted = args.mode == "planted"
-    args.steps = args.steps or (2000 if planted else 3000)
+    args.steps = args.steps or (4000 if planted else 3000)
     args.lr = args.lr or (1.5e-3 if planted else 1e-3)
     torch.set_num_threads(1)  # determinism, and one core stays free for others
     ev.quiet_transformers()

@@ -77,7 +77,7 @@ class CleanCache:
             r = np.unique(np.asarray(r))
             slot = np.full(len(rows), -1, dtype=np.int64)
             slot[self._index[r]] = np.arange(len(r))
-            self._members[need] = (slot, torch.empty(len(r), t, d))
+            self._members[need] = (slot, torch.empty(len(r), t, d, dtype=w.W_E.dtype))
             depth[self._index[r]] = np.maximum(depth[self._index[r]], _depth(need, n_layers))
         # Deepest rows first, so the rows still running at any layer are a prefix of the chunk.
         order = np.argsort(-depth, kind="stable")
