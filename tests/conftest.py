@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from scrub.models import Model, load_model
+from scrub.models.kernel import GPT2Weights
 from scrub.models.random_gpt2 import GPT2Shape, random_gpt2, word_level_tokenizer
 
 
@@ -34,6 +35,12 @@ def build_tiny_model_dir(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def w(tiny_model: Model) -> GPT2Weights:
+    """The tiny model's weights for the functional kernel."""
+    return GPT2Weights.from_hf(tiny_model.hf_model)
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,6 @@ def tokens_for(model: Model, batch: int = 3, pos: int = 9, seed: int = 0) -> tor
     return torch.randint(1, model.info.d_vocab, (batch, pos), generator=g)
 
 
-@pytest.fixture(scope="module")
-def w(tiny_model: Model) -> GPT2Weights:
-    return GPT2Weights.from_hf(tiny_model.hf_model)
-
-
 def per_head(x: torch.Tensor, n_heads: int = 4) -> torch.Tensor:
     return x[:, :, None].expand(-1, -1, n_heads, -1)
 

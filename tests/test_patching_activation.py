@@ -14,19 +14,9 @@ from transformer_lens import patching as tl_patching
 
 from scrub.errors import ScrubError
 from scrub.models import Model, Site, SiteKind
-from scrub.models.kernel import GPT2Weights
 from scrub.patching import Component, PatchInputs, activation_patch, activation_scan
 
 ATOL = 1e-5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CPU is shared, and oversubscribed threads slow runs many-fold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_inputs(n: int = 5, t: int = 7, vocab: int = 40, seed: int = 1) -> PatchInputs:
@@ -44,11 +34,6 @@ def tiny_inputs(n: int = 5, t: int = 7, vocab: int = 40, seed: int = 1) -> Patch
 @pytest.fixture(scope="module")
 def inputs() -> PatchInputs:
     return tiny_inputs()
-
-
-@pytest.fixture(scope="module")
-def w(tiny_model: Model) -> GPT2Weights:
-    return GPT2Weights.from_hf(tiny_model.hf_model)
 
 
 def _metric(inputs: PatchInputs):

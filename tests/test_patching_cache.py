@@ -15,15 +15,6 @@ from scrub.patching import PatchInputs, run_cache, run_caches
 FIELDS = ("resid_pre", "resid_mid", "z", "attn_out", "mlp_out")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CPU is shared, and oversubscribed threads slow runs many-fold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs() -> PatchInputs:
     """Padded rows whose corruption starts mid-prompt, at the first non-BOS token, nowhere (two
     rows, one padded) and at position 0."""

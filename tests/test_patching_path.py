@@ -24,15 +24,6 @@ TOY_IOI = Path(__file__).resolve().parents[1] / "scrub" / "models" / "toy_ioi" /
 SLOT_SITES = {"q": SiteKind.Q_INPUT, "k": SiteKind.K_INPUT, "v": SiteKind.V_INPUT}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CPU is shared, and oversubscribed threads slow runs many-fold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- reference
 
 
@@ -130,11 +121,6 @@ def tiny_inputs(n: int = 6, t: int = 8, vocab: int = 40, seed: int = 0) -> Patch
 @pytest.fixture(scope="module")
 def inputs() -> PatchInputs:
     return tiny_inputs()
-
-
-@pytest.fixture(scope="module")
-def w(tiny_model: Model) -> GPT2Weights:
-    return GPT2Weights.from_hf(tiny_model.hf_model)
 
 
 @pytest.fixture(scope="module")
