@@ -60,7 +60,7 @@ def ioi_story(
     extra=(),
     description: str = "",
 ) -> Hypothesis:
-    """The chain, each part drawn by the given rule (defaults: the claimed story).
+    """The circuit, each part drawn by the given rule (defaults: the claimed story).
 
     The name mover's other inputs (everything but the names and S-inhibition) and the induction
     head's come from another prompt with the same template (so positions line up).

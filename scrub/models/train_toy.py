@@ -208,9 +208,9 @@ PLANTED_HEADS = (
     {"layer": 2, "head": 0, "class": "s-inhibition", "positions": ["END"], "variable": "SINH"},
     {"layer": 3, "head": 1, "class": "name mover", "positions": ["END"], "variable": "NM"},
 )  # fmt: skip
-#: The tie-free "chain" alignment (``--hl chain``, the planted default): PT -> IND -> SINH -> NM.
-#: Head 0.3 (duplicate token) is not aligned: DUP and IND both saying "where S was" makes the
-#: high-level model tie whenever one is patched alone, which the ties model could not learn.
+#: The tie-free "chain" alignment (``--hl chain``): PT -> IND -> SINH -> NM, no DUP.
+#: Head 0.3 (duplicate token) is not aligned, so no single patch predicts a tie (the ties model
+#: needed attention supervision and 4,000 steps to meet its bars).
 CHAIN_HEADS = tuple(h for h in PLANTED_HEADS if h["variable"] != "DUP")
 #: Attention supervision (layer, head, query position, key position): the textbook pattern of
 #: each role, used to start the roles (weight ``--attn-weight``, held for the first
