@@ -125,7 +125,10 @@ def alignment_warnings(tree: TreeNode, a: Assignment, dataset) -> tuple[str, ...
     for parent in tree.walk():
         for child in parent.children:
             if any(c.position is None for c in child.node.components):
-                mixed = lengths[a.rows[child.path]] != lengths[a.other[parent.path]]
+                # An internal child's inputs also come from its other-inputs row.
+                worlds = [a.rows[child.path]] + ([a.other[child.path]] if child.children else [])
+                into = lengths[a.other[parent.path]]
+                mixed = np.logical_or.reduce([lengths[r] != into for r in worlds])
                 if mixed.any():
                     loose.append(f"{child.path!r} ({mixed.mean():.0%} of examples)")
     if not loose:
