@@ -243,14 +243,28 @@ def _all_deltas(
 # ----------------------------------------------------------------------------- step 2
 
 
+def _clean_keys_values(
+    w: GPT2Weights, clean: RunCache, first: int
+) -> dict[int, tuple[Float[Tensor, "n t head d_head"], Float[Tensor, "n t head d_head"]]]:
+    """Every head's clean keys and values from layer ``first`` on: the same for every sender
+    chunk of :func:`_run_end_only`, so they are projected once per experiment."""
+    out = {}
+    for layer in range(first, len(w.layers)):
+        x_clean = ln1(w, layer, clean.resid_pre[layer])
+        out[layer] = project(w, layer, x_clean, "k"), project(w, layer, x_clean, "v")
+    return out
+
+
 def _run_end_only(
     w: GPT2Weights,
     inputs: PatchInputs,
     clean: RunCache,
+    clean_kv: dict[int, tuple[Tensor, Tensor]],
     receivers: Receivers,
     deltas: dict[int, Float[Tensor, "s n d"]],
 ) -> Float[Tensor, "s n"]:
-    """Step 2 when receivers are patched at END only: only END changes, keys elsewhere are clean."""
+    """Step 2 when receivers are patched at END only: only END changes, keys elsewhere are clean
+    (``clean_kv``, from :func:`_clean_keys_values`)."""
     n = inputs.n
     rows, end = torch.arange(n), inputs.end
     first = receivers.first_layer
@@ -259,8 +273,7 @@ def _run_end_only(
     pad = ~inputs.mask[None, :, None, :]
     for layer in range(first, len(w.layers)):
         lw = w.layers[layer]
-        x_clean = ln1(w, layer, clean.resid_pre[layer])
-        keys, values = project(w, layer, x_clean, "k"), project(w, layer, x_clean, "v")  # [n,t,H,e]
+        keys, values = clean_kv[layer]  # [n, t, H, e]
         x_ln = ln1(w, layer, x)
         qkv = {slot: project(w, layer, x_ln, slot) for slot in SLOTS}  # [s,n,H,e] at END
         heads = [h for lay, h in receivers.heads if lay == layer]
@@ -354,6 +367,8 @@ def path_patch(
     out = torch.empty(len(senders), n, dtype=w.W_E.dtype)
     chunks = [list(range(i, min(i + size, len(senders)))) for i in range(0, len(senders), size)]
     with torch.no_grad():
+        if end_only and receivers.slot != "logits":
+            clean_kv = _clean_keys_values(w, clean, receivers.first_layer)
         for idx in _progress(chunks, progress, "path patching"):
             group = [senders[i] for i in idx]
             deltas = _all_deltas(w, inputs, clean, corrupt, group, targets, end_only, mlps)
@@ -362,7 +377,7 @@ def path_patch(
                 ld = logit_diff_at_end(w, final.flatten(0, 1), batch_rows(inputs.answers, len(idx)))
                 out[idx] = ld.reshape(len(idx), n)
             elif end_only:
-                out[idx] = _run_end_only(w, inputs, clean, receivers, deltas)
+                out[idx] = _run_end_only(w, inputs, clean, clean_kv, receivers, deltas)
             else:
                 out[idx] = _run_all_positions(w, inputs, clean, receivers, deltas)
     return out

@@ -66,13 +66,32 @@ def _title(result: PatchResult) -> str:
     )
 
 
-def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
-    """A PNG heatmap of ``column``, diverging around the no-effect value."""
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend (a no-op when a backend is chosen)."""
     import matplotlib
 
-    matplotlib.use("Agg", force=False)  # headless; a no-op when a backend is already chosen
+    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    """``fig`` laid out and rendered as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
+    """A PNG heatmap of ``column``, diverging around the no-effect value."""
     from matplotlib.colors import TwoSlopeNorm
+
+    plt = _pyplot()
 
     grid, rows, cols = score_matrix(result, column)
     centre = _neutral(result, column)
@@ -89,11 +108,7 @@ def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
     ax.set_ylabel("layer")
     ax.set_title(_title(result), fontsize=8)
     fig.colorbar(im, ax=ax, label=f"{column} ({result.settings.normalization})")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def heatmap_html(result: PatchResult, column: str = "normalized") -> str:
@@ -186,10 +201,7 @@ def attention_png(
     row: int = 0,
 ) -> bytes:
     """A PNG of each chosen head's attention pattern on one prompt (query rows, key columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     patterns = attention_patterns(w, inputs, heads, row).numpy()
     k = len(heads)
@@ -199,11 +211,7 @@ def attention_png(
         ax.set_title(f"head {layer}.{head}", fontsize=9)
         ax.set_xticks(range(len(str_tokens)), str_tokens, rotation=90, fontsize=6)
         ax.set_yticks(range(len(str_tokens)), str_tokens, fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def direct_logit_attribution(
@@ -231,10 +239,7 @@ def direct_logit_attribution(
 
 def dla_png(dla: Float[Tensor, "layer head"], title: str = "direct logit attribution") -> bytes:
     """A layer x head heatmap of :func:`direct_logit_attribution`."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     data = dla.numpy()
     span = max(float(np.abs(data).max()), 1e-6)
@@ -242,8 +247,4 @@ def dla_png(dla: Float[Tensor, "layer head"], title: str = "direct logit attribu
     im = ax.imshow(data, cmap="RdBu", vmin=-span, vmax=span, aspect="auto")
     ax.set_xlabel("head"), ax.set_ylabel("layer"), ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="logit diff (IO - S)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)

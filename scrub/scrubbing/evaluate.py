@@ -142,11 +142,11 @@ def needs_of(
         needs.setdefault(need, []).append(rows)
 
     for t in tree.walk():
+        world = a.world(t)
         if t.node is not None and t.is_leaf:
             for c in t.node.components:
-                add(_source(c), a.rows[t.path])
+                add(_source(c), world)
         if t.children:
-            world = a.other[t.path]
             for child in t.children:
                 for c in child.node.components:
                     add(_source(c), world)  # the clean value the child's output replaces
@@ -175,13 +175,12 @@ class TreeEvaluator:
 
     def outputs(self, t: TreeNode) -> dict[Component, Tensor]:
         """Each component's output [n, 1, d] at its named position or [n, t, d] at all."""
-        rows = self.a.rows[t.path]
+        world = self.a.world(t)
         if t.is_leaf:
             return {
-                c: self._at(self.cache.get(_source(c), rows), c.position, rows)
+                c: self._at(self.cache.get(_source(c), world), c.position, world)
                 for c in t.node.components
             }
-        world = self.a.other[t.path]
         kids = [(k, self.outputs(k)) for k in t.children]
         return {c: self._recompute(c, world, kids) for c in t.node.components}
 
@@ -236,7 +235,7 @@ class TreeEvaluator:
 
     def final_at_end(self, tree: TreeNode) -> Float[Tensor, "n d"]:
         """The output node's final residual at END of its world, with children patched in."""
-        world = self.a.other[tree.path]
+        world = self.a.world(tree)
         kids = [(k, self.outputs(k)) for k in tree.children]
         end = self.pos["END"][torch.from_numpy(world)]
         base = self.cache.get(Need("final"), world)

@@ -116,8 +116,8 @@ def scrub_hypothesis(
 def alignment_warnings(tree: TreeNode, a: Assignment, dataset) -> tuple[str, ...]:
     """All-position components are matched by token index between rows; warn when that mixes.
 
-    A child's output at index t of its own row enters its parent's world (the parent's other-inputs
-    row) at index t. That is right when the two rows share one layout (e.g. the child keeps its
+    A child's output at index t of its world (:meth:`Assignment.world`) enters its parent's world
+    at index t. That is right when the two rows share one layout (e.g. the child keeps its
     parent's row or agrees on the template) and silently mixes tokens when their lengths differ.
     """
     lengths = dataset.mask.sum(1).numpy()
@@ -125,10 +125,7 @@ def alignment_warnings(tree: TreeNode, a: Assignment, dataset) -> tuple[str, ...
     for parent in tree.walk():
         for child in parent.children:
             if any(c.position is None for c in child.node.components):
-                # An internal child's inputs also come from its other-inputs row.
-                worlds = [a.rows[child.path]] + ([a.other[child.path]] if child.children else [])
-                into = lengths[a.other[parent.path]]
-                mixed = np.logical_or.reduce([lengths[r] != into for r in worlds])
+                mixed = lengths[a.world(child)] != lengths[a.world(parent)]
                 if mixed.any():
                     loose.append(f"{child.path!r} ({mixed.mean():.0%} of examples)")
     if not loose:

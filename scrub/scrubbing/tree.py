@@ -70,6 +70,11 @@ class Assignment:
     rows: Mapping[str, np.ndarray]
     other: Mapping[str, np.ndarray]
 
+    def world(self, t: TreeNode) -> np.ndarray:
+        """The rows ``t``'s components compute on: a leaf's own row x_n; for a node with children
+        (and the output) x_other(n), into which the children's outputs are patched."""
+        return self.rows[t.path] if t.is_leaf and t.node is not None else self.other[t.path]
+
     def summary(self) -> pd.DataFrame:
         """Per tree node: how often its rows equal the reference row."""
         ref = self.rows[""]
