@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from scrub.data import build_word_tokenizer
 from scrub.models import Model, load_model
 from scrub.models.kernel import GPT2Weights
-from scrub.models.random_gpt2 import GPT2Shape, random_gpt2, word_level_tokenizer
+from scrub.models.random_gpt2 import GPT2Shape, random_gpt2
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,7 +32,7 @@ def build_tiny_model_dir(
     A large init scale makes attention far from uniform, so patching effects are large.
     """
     model = random_gpt2(shape, seed=seed, init_std=0.3, zero_mlps=zero_mlps)
-    tokenizer = word_level_tokenizer([f"w{i}" for i in range(2, shape.d_vocab)])
+    tokenizer = build_word_tokenizer([f"w{i}" for i in range(2, shape.d_vocab)], sort=False)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

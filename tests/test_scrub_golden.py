@@ -34,10 +34,9 @@ import numpy as np
 import pytest
 import torch
 
-from scrub.data import TokenSet
+from scrub.data import TokenSet, build_word_tokenizer
 from scrub.errors import ScrubError
 from scrub.models import Model, load_model
-from scrub.models.random_gpt2 import word_level_tokenizer
 from scrub.scrubbing.experiment import scrub_hypothesis
 from scrub.scrubbing.hypothesis import OUTPUT, Embed, Hypothesis, agree, heads, node, random
 
@@ -137,7 +136,7 @@ def build_golden_model(path) -> Model:
         tr.ln_f.weight.fill_(SIGMA)
         hf.lm_head.weight[NAME_ID0 + torch.arange(N_NAMES), SUB_U + torch.arange(N_NAMES)] = 1.0
     hf.save_pretrained(path)
-    word_level_tokenizer(WORDS).save_pretrained(path)
+    build_word_tokenizer(WORDS, sort=False).save_pretrained(path)
     return load_model(str(path))
 
 

@@ -24,20 +24,23 @@ def words_of(texts: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-def build_word_tokenizer(words: Iterable[str]):
-    """A fast word-level tokenizer: ids 0 and 1 are BOS/pad and UNK, then ``words`` sorted.
+def build_word_tokenizer(words: Iterable[str], *, sort: bool = True):
+    """A fast word-level tokenizer: ids 0 and 1 are BOS/pad and UNK, then ``words`` sorted (or,
+    with ``sort=False``, in the given order, as tests that fix token ids want).
 
     >>> tok = build_word_tokenizer(["Mary", "went", "."])
     >>> tok("Mary went .")["input_ids"]
     [3, 4, 2]
+    >>> build_word_tokenizer(["w2", "w3"], sort=False)("w3 w2")["input_ids"]
+    [3, 2]
     """
     from tokenizers import Tokenizer, models
     from tokenizers.pre_tokenizers import Whitespace
     from transformers import PreTrainedTokenizerFast
 
     vocab = {BOS: 0, UNK: 1}
-    for w in sorted(set(words) - set(vocab)):
-        vocab[w] = len(vocab)
+    for w in sorted(set(words)) if sort else words:
+        vocab.setdefault(w, len(vocab))
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = Whitespace()
     return PreTrainedTokenizerFast(

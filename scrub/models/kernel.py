@@ -74,7 +74,11 @@ class GPT2Weights:
     ln_f_b: Float[Tensor, " d_model"]
     W_U: Float[Tensor, "d_model vocab"]  # lm_head.weight.T (tied to W_E in GPT-2)
     eps: float
-    has_mlps: bool  # False when every MLP weight is exactly zero
+
+    @property
+    def has_mlps(self) -> bool:
+        """False for an attention-only model: every MLP outputs exactly zero."""
+        return not all(lw.mlp_is_zero for lw in self.layers)
 
     @property
     def n_heads(self) -> int:
@@ -133,7 +137,6 @@ class GPT2Weights:
                     ),
                 )
             )
-        mlp_params = [t for lw in layers for t in (lw.W_in, lw.b_in, lw.W_out, lw.b_out)]
         return cls(
             W_E=tr.wte.weight.detach(),
             W_pos=tr.wpe.weight.detach(),
@@ -142,7 +145,6 @@ class GPT2Weights:
             ln_f_b=tr.ln_f.bias.detach(),
             W_U=hf_model.lm_head.weight.detach().T,
             eps=cfg.layer_norm_epsilon,
-            has_mlps=any(bool(t.any()) for t in mlp_params),
         )
 
 

@@ -1,4 +1,4 @@
-"""Seeded random-weight GPT-2 models and a word-level tokenizer, built offline.
+"""Seeded random-weight GPT-2 models, built offline.
 
 Used for ``gpt2-small-random`` (benchmarks at real scale) and for tiny test models.
 
@@ -10,17 +10,13 @@ Used for ``gpt2-small-random`` (benchmarks at real scale) and for tiny test mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 if TYPE_CHECKING:
-    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
-
-BOS = "<|endoftext|>"  # also the pad and eos token, id 0, as in the toy model's tokenizer
-UNK = "<unk>"
+    from transformers import GPT2LMHeadModel
 
 
 @dataclass(frozen=True)
@@ -76,18 +72,3 @@ def random_gpt2(
                     for p in block.mlp.parameters():
                         p.zero_()
     return model.eval()
-
-
-def word_level_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer: id 0 is BOS = EOS = pad, id 1 is UNK, then ``words``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {BOS: 0, UNK: 1}
-    for w in words:
-        vocab.setdefault(w, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=UNK
-    )
