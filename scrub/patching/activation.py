@@ -300,6 +300,13 @@ def _run_shared(
         return RunCache(tuple(pre), tuple(mid), tuple(zs), tuple(attn), tuple(mlps))
 
 
+def run_logit_diffs(
+    w: GPT2Weights, caches: tuple[RunCache, RunCache], inputs: PatchInputs
+) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
+    """The clean and the corrupted run's own logit differences (the normalisation's ends)."""
+    return tuple(logit_diff_at_end(w, c.final_at(inputs.end), inputs.answers) for c in caches)
+
+
 def logit_diff_at_end(
     w: GPT2Weights, resid_end: Float[Tensor, "b d_model"], answers: Int[Tensor, "b 2"]
 ) -> Float[Tensor, " b"]:
@@ -616,8 +623,7 @@ def activation_scan(
     comps = scan_components(kind, len(w.layers), w.n_heads, position, inputs.clean.shape[1])
     caches = run_caches(w, inputs)
     per_example = activation_patch(w, inputs, comps, caches=caches, progress=progress)
-    clean_ld = logit_diff_at_end(w, caches[0].final_at(inputs.end), inputs.answers)
-    corrupt_ld = logit_diff_at_end(w, caches[1].final_at(inputs.end), inputs.answers)
+    clean_ld, corrupt_ld = run_logit_diffs(w, caches, inputs)
     stated = PatchSettings(
         experiment="activation",
         model=model.info.name,

@@ -59,6 +59,7 @@ from scrub.patching.activation import (
     project,
     run_caches,
     run_free,
+    run_logit_diffs,
 )
 from scrub.patching.results import PatchResult, PatchSettings, build_result, check_normalization
 
@@ -431,16 +432,17 @@ def path_scan(
             f"{c.kind}:{c.layer}" + (f".{c.head}" if c.head is not None else "") for c in comps
         )
         check_senders(comps, receivers, n_layers, w.n_heads)
-    live = [c for c in comps if is_upstream(c, receivers)]
+    live = [i for i, c in enumerate(comps) if is_upstream(c, receivers)]
     caches = run_caches(w, inputs)
     per_example = torch.full((len(comps), inputs.n), float("nan"))
     if live:
-        ld = path_patch(w, inputs, live, receivers, mlps=mlps, caches=caches, progress=progress)
-        per_example[[i for i, c in enumerate(comps) if is_upstream(c, receivers)]] = ld
+        senders_live = [comps[i] for i in live]
+        per_example[live] = path_patch(
+            w, inputs, senders_live, receivers, mlps=mlps, caches=caches, progress=progress
+        )
     elif receivers.position is not None:
         inputs.index(receivers.position)
-    clean_ld = logit_diff_at_end(w, caches[0].final_at(inputs.end), inputs.answers)
-    corrupt_ld = logit_diff_at_end(w, caches[1].final_at(inputs.end), inputs.answers)
+    clean_ld, corrupt_ld = run_logit_diffs(w, caches, inputs)
     stated = PatchSettings(
         experiment="path",
         model=model.info.name,
