@@ -144,13 +144,8 @@ def patch_command(
         write_bytes(data, path)
 
     frame = result.to_frame().dropna(subset=["logit_diff"])
-    top = frame.reindex(
-        frame["normalized"]
-        .sub(1 if "clean=1" in normalization else 0)
-        .abs()
-        .sort_values(ascending=False)
-        .index
-    ).head(10)
+    effect = frame["normalized"].sub(result.no_effect()).abs()
+    top = frame.reindex(effect.sort_values(ascending=False).index).head(10)
     typer.echo(
         f"{result.settings.experiment} patching {result.settings.senders} -> {recv} "
         f"(MLPs {mlps}, n={inputs.n}): clean {result.clean:.3f}, corrupted {result.corrupted:.3f}"

@@ -107,6 +107,12 @@ class PatchResult:
     corrupted: float
     scores: tuple[Score, ...]
 
+    def no_effect(self, column: str = "normalized") -> float:
+        """The score of a component whose patch changes nothing, in ``column``."""
+        if column != "normalized":
+            return self.clean
+        return 1.0 if self.settings.normalization == NORMALIZATIONS[0] else 0.0
+
     def to_frame(self) -> pd.DataFrame:
         """One row per component, settings as columns (prefixed where they would clash)."""
         rows = [asdict(s) for s in self.scores]

@@ -25,7 +25,7 @@ from torch import Tensor
 from scrub.atomic import atomic_path
 from scrub.models.kernel import GPT2Weights, attention
 from scrub.patching.activation import PatchInputs, RunCache, run_cache
-from scrub.patching.results import NORMALIZATIONS, PatchResult
+from scrub.patching.results import PatchResult
 
 
 def score_matrix(
@@ -48,13 +48,6 @@ def score_matrix(
     grid = frame.pivot_table(index="layer", columns="_col", values=column, dropna=False)
     grid = grid.reindex(index=layers, columns=cols)
     return grid.to_numpy(dtype=float), [str(x) for x in layers], cols
-
-
-def _neutral(result: PatchResult, column: str) -> float:
-    """The score of a component that does nothing (the heatmap's white)."""
-    if column != "normalized":
-        return result.clean
-    return 1.0 if result.settings.normalization == NORMALIZATIONS[0] else 0.0
 
 
 def _title(result: PatchResult) -> str:
@@ -94,7 +87,7 @@ def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
     plt = _pyplot()
 
     grid, rows, cols = score_matrix(result, column)
-    centre = _neutral(result, column)
+    centre = result.no_effect(column)  # the heatmap's white
     finite = grid[np.isfinite(grid)]
     span = max(float(np.abs(finite - centre).max()) if finite.size else 1.0, 1e-6)
     # At least 5 inches wide, so the title (model, receivers, MLP mode) fits on small models.
@@ -115,7 +108,7 @@ def heatmap_html(result: PatchResult, column: str = "normalized") -> str:
     """A self-contained HTML heatmap; hovering a cell shows its raw and normalised scores."""
     grid, rows, cols = score_matrix(result, column)
     raw, _, _ = score_matrix(result, "logit_diff")
-    centre = _neutral(result, column)
+    centre = result.no_effect(column)  # the heatmap's white
     finite = grid[np.isfinite(grid)]
     span = max(float(np.abs(finite - centre).max()) if finite.size else 1.0, 1e-6)
 
