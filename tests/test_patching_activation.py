@@ -156,7 +156,7 @@ def test_direct_logit_attribution_completes_the_logit_difference(w, inputs):
     clean, _ = run_caches(w, inputs)
     dla = direct_logit_attribution(w, inputs, clean)
     rows, end = torch.arange(inputs.n), inputs.end
-    final = clean.final_at(end)
+    final = clean.final_end
     scale = (final.var(-1, unbiased=False, keepdim=True) + w.eps).sqrt()
     u = w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]
 

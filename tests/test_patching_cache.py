@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from scrub.errors import ScrubError
 from scrub.models import Model
 from scrub.models.kernel import GPT2Weights
 from scrub.patching import PatchInputs, run_cache, run_caches
+from scrub.patching.activation import prefix_sources
 
 FIELDS = ("resid_pre", "resid_mid", "z", "attn_out", "mlp_out")
 
@@ -83,3 +85,52 @@ def test_all_rows_equal_and_all_rows_differing(tiny_model: Model) -> None:
     shifted = (base.clean + 1 - 2) % 38 + 2  # every token differs, BOS included
     other = PatchInputs(base.clean, shifted, base.mask, base.answers, base.positions)
     _check_against_alone(w, run_caches(w, other)[1], shifted, other)
+
+
+def test_prefix_sources_share_exactly_the_equal_prefixes() -> None:
+    """Brute force on a 3-token alphabet, where many rows share prefixes (and whole rows)."""
+    g = torch.Generator().manual_seed(0)
+    n, t = 40, 6
+    tokens = torch.randint(0, 3, (n, t), generator=g)
+    lengths = torch.randint(1, t + 1, (n,), generator=g)
+    mask = torch.arange(t)[None] < lengths[:, None]
+    tokens = tokens.masked_fill(~mask, 0)  # padding reuses a real token id: 0
+    source = prefix_sources(tokens, mask)
+    for p in range(t):
+        prefixes = {}
+        for i in range(n):
+            key = (tuple(tokens[i, : p + 1].tolist()), tuple(mask[i, : p + 1].tolist()))
+            prefixes.setdefault(key, set()).add(int(source[i, p]))
+        # one source per distinct prefix, at position p of a row with that prefix, self-sourced
+        for key, sources in prefixes.items():
+            assert len(sources) == 1, (p, key, sources)
+            (s,) = sources
+            j = s // t
+            assert s % t == p and int(source[j, p]) == s
+            assert (tuple(tokens[j, : p + 1].tolist()), tuple(mask[j, : p + 1].tolist())) == key
+
+
+def test_rows_sharing_prefixes_across_prompts(tiny_model: Model) -> None:
+    """Prefixes shared between different prompts (not only a clean row and its corruption):
+    a copy of a row, rows forking after a few tokens, and a shorter row whose padding id
+    equals the longer row's real token there."""
+    w = GPT2Weights.from_hf(tiny_model.hf_model)
+    base = _inputs()
+    clean, lengths = base.clean.clone(), base.mask.sum(1)
+    clean[0, 6] = 0  # a real token equal to the padding id
+    clean[2] = clean[0]  # an exact copy (both length 9)
+    clean[4, :5] = clean[0, :5]  # forks from row 0 after 5 tokens
+    clean[3, :6] = clean[0, :6]  # row 3 has length 6: its padding at 6 is id 0, like row 0
+    clean = clean.masked_fill(~base.mask, 0)
+    inputs = PatchInputs(clean, base.corrupted, base.mask, base.answers, base.positions)
+    assert int(lengths[3]) == 6 and int(lengths[0]) == 9
+    got_clean, got_corrupt = run_caches(w, inputs)
+    _check_against_alone(w, got_clean, inputs.clean, inputs)
+    _check_against_alone(w, got_corrupt, inputs.corrupted, inputs)
+
+
+def test_left_padded_prompts_are_refused() -> None:
+    base = _inputs()
+    left = base.mask.flip(1)
+    with pytest.raises(ScrubError, match="right-padded"):
+        PatchInputs(base.clean, base.corrupted, left, base.answers, {"END": base.end * 0 + 8})

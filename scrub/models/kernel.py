@@ -231,14 +231,28 @@ def attend(q, k, v, scale: float, q_positions: Tensor, attn_mask: Tensor | None)
     return torch.einsum("bhqk,bkhe->bqhe", pattern, v), pattern
 
 
-def attend_z(q, k, v, scale: float, q_positions: Tensor, attn_mask: Tensor | None) -> Tensor:
+def attend_z(q, k, v, scale: float, q_positions: Tensor | None, attn_mask: Tensor | None) -> Tensor:
     """:func:`attend`'s z alone, via PyTorch's fused attention (equal to ~1e-6, and faster on CPU
     with no [b, h, q, k] pattern or layout copies). Unlike :func:`attend`, a query with no allowed
     key gets z = 0; with BOS unpadded at position 0 there is none.
+
+    ``q_positions=None`` means a query at every position of right-padded rows, and then
+    ``attn_mask`` must be None: causality alone keeps a real query off the padding after it
+    (a padded query's z is finite, for the caller to ignore), and no mask is built or read.
     """
-    allowed = allowed_keys(k.shape[1], q_positions, attn_mask)
+    if q_positions is None:
+        if attn_mask is not None:
+            raise ValueError("causal self-attention (q_positions=None) takes no attn_mask")
+        allowed, causal = None, True
+    else:
+        allowed, causal = allowed_keys(k.shape[1], q_positions, attn_mask), False
     z = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), allowed, scale=1 / scale
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        allowed,
+        is_causal=causal,
+        scale=1 / scale,
     )
     return z.transpose(1, 2)
 

@@ -20,11 +20,13 @@ How it is made fast (same arithmetic as one full forward pass per patch, less wo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
@@ -78,6 +80,7 @@ class PatchInputs:
         n, t = self.clean.shape
         if self.mask.shape != (n, t) or self.answers.shape != (n, 2):
             raise ScrubError(f"mask must be [{n}, {t}] and answers [{n}, 2]")
+        check_right_padded(self.mask)
         if "END" not in self.positions:
             raise ScrubError("positions must include END", fix="pass positions={'END': ...}")
         for name, pos in self.positions.items():
@@ -153,35 +156,59 @@ class PatchInputs:
         return pos
 
 
+def check_right_padded(mask: Bool[Tensor, "n t"]) -> None:
+    """Every row's real tokens first, then its padding (the cached runs rely on it)."""
+    if not torch.equal(mask, torch.arange(mask.shape[1]) < mask.sum(1, keepdim=True)):
+        raise ScrubError(
+            "the prompts' mask is not right-padded (each row's real tokens first, then padding)",
+            fix="pad on the right, as scrub.data's PromptSets do",
+        )
+
+
 # ----------------------------------------------------------------------------- cached runs
+
+
+class _Lazy(Sequence[Tensor]):
+    """A read-only tuple of tensors, each built on its first read.
+
+    An experiment reads few of a cache's [n, t, ...] tensors (path patching to the logits reads
+    z and the final residual at END); building the others would cost time and fresh memory.
+    """
+
+    def __init__(self, makers: Sequence[Callable[[], Tensor]]) -> None:
+        self._makers, self._made = tuple(makers), {}
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def __getitem__(self, i: int) -> Tensor:  # type: ignore[override]
+        i = range(len(self._makers))[i]  # negative indices; IndexError ends iteration
+        if i not in self._made:
+            self._made[i] = self._makers[i]()
+        return self._made[i]
 
 
 @dataclass(frozen=True, eq=False)
 class RunCache:
-    """Activations of one plain forward pass (kernel, no hooks), in float32, one tensor a layer.
+    """Activations of one plain forward pass (kernel, no hooks), one tensor a layer.
 
     ``resid_pre[L]`` for L < n_layers is block L's input and ``resid_pre[n_layers]`` the final
-    residual stream (the input of ln_f). ``z`` is per head before W_O (a head's result is
-    ``z[L][:, :, h] @ W_O[h]``); ``attn_out`` includes b_O. Tensors are shared, not copied (e.g.
-    ``resid_pre[L + 1] is resid_mid[L]`` when MLP L is exactly zero), so treat them as read-only.
+    residual stream (the input of ln_f); ``final_end`` is that stream at END. ``z`` is per head
+    before W_O (a head's result is ``z[L][:, :, h] @ W_O[h]``); ``attn_out`` includes b_O. Each
+    field indexes like a tuple and builds a tensor when it is first read. Tensors are shared,
+    not copied (e.g. ``resid_pre[L + 1] is resid_mid[L]`` when MLP L is exactly zero), so treat
+    them as read-only.
     """
 
-    resid_pre: tuple[Float[Tensor, "n t d_model"], ...]  # n_layers + 1
-    resid_mid: tuple[Float[Tensor, "n t d_model"], ...]
-    z: tuple[Float[Tensor, "n t head d_head"], ...]
-    attn_out: tuple[Float[Tensor, "n t d_model"], ...]
-    mlp_out: tuple[Float[Tensor, "n t d_model"], ...]
+    resid_pre: Sequence[Float[Tensor, "n t d_model"]]  # n_layers + 1
+    resid_mid: Sequence[Float[Tensor, "n t d_model"]]
+    z: Sequence[Float[Tensor, "n t head d_head"]]
+    attn_out: Sequence[Float[Tensor, "n t d_model"]]
+    mlp_out: Sequence[Float[Tensor, "n t d_model"]]
+    final_end: Float[Tensor, "n d_model"]
 
     def head_result(self, w: GPT2Weights, layer: int, head: int) -> Float[Tensor, "n t d_model"]:
         return self.z[layer][:, :, head] @ w.layers[layer].W_O[head]
-
-    def final_at(self, end: Int[Tensor, " n"]) -> Float[Tensor, "n d_model"]:
-        return self.resid_pre[-1][torch.arange(end.shape[0]), end]
-
-    def rows(self, part: slice) -> RunCache:
-        """The cache of some rows (views)."""
-        fields = (self.resid_pre, self.resid_mid, self.z, self.attn_out, self.mlp_out)
-        return RunCache(*(tuple(x[part] for x in f) for f in fields))
 
 
 def run_cache(
@@ -192,36 +219,74 @@ def run_cache(
     Every patching experiment reads the last block's outputs at END only (nothing downstream of
     the last block but the logits at END), so the last block is computed at END only: its z,
     attn_out, resid_mid, mlp_out and the final residual are NaN at other positions (mlp_out is 0
-    everywhere for a zero MLP). Padding (``mask`` False) is not computed either: a padded
-    position holds a copy of its row's position 0 (finite, and no real position ever reads it).
+    everywhere for a zero MLP). Rows must be right-padded, and padding (``mask`` False) is
+    mostly not computed: a padded position holds finite filler that no real position reads.
+
+    Attention is causal, so rows with the same tokens up to a position have the same
+    activations there: each distinct prefix is computed once (on IOI prompts, the shared
+    template start and, in a corrupted run, everything before the first corrupted token).
     """
-    n, t = tokens.shape
-    flat = torch.arange(n * t).reshape(n, t)
-    return _run_shared(w, tokens, mask, end, flat)
+    check_right_padded(mask)
+    return _run_shared(w, tokens, mask, end, [slice(0, tokens.shape[0])])[0]
 
 
 def run_caches(w: GPT2Weights, inputs: PatchInputs) -> tuple[RunCache, RunCache]:
-    """The clean and the corrupted run's caches, from one batched pass over both.
-
-    Attention is causal, so up to the first token where a corrupted row differs from its clean
-    row every activation of the two runs is the same: the corrupted row computes only from there
-    on (reading the clean row's keys and values before it), and its cache shares the clean
-    values there. Padding and the last block are as in :func:`run_cache`.
-    """
-    n, t = inputs.clean.shape
-    flat = torch.arange(2 * n * t).reshape(2 * n, t)
-    differs = inputs.clean != inputs.corrupted
-    first = torch.where(differs.any(1), differs.int().argmax(1), t)  # t: the rows are equal
-    shared = torch.arange(t)[None] < first[:, None]
-    source = torch.cat([flat[:n], torch.where(shared, flat[:n], flat[n:])])
-    both = _run_shared(
+    """The clean and the corrupted run's caches, from one batched pass over both: a corrupted
+    row shares its clean row's activations up to its first corrupted token (see
+    :func:`run_cache`)."""
+    n = inputs.n
+    clean, corrupt = _run_shared(
         w,
         torch.cat([inputs.clean, inputs.corrupted]),
         batch_rows(inputs.mask, 2),
         batch_rows(inputs.end, 2),
-        source,
+        [slice(0, n), slice(n, 2 * n)],
     )
-    return both.rows(slice(0, n)), both.rows(slice(n, 2 * n))
+    return clean, corrupt
+
+
+def prefix_sources(tokens: Int[Tensor, "n t"], mask: Bool[Tensor, "n t"]) -> Int[Tensor, "n t"]:
+    """For each (row i, position p), ``j * t + p`` for a row j whose tokens and mask at positions
+    0..p equal row i's, the same j for every row sharing that prefix (and j is its own source).
+
+    >>> prefix_sources(torch.tensor([[5, 6], [5, 7], [5, 6]]), torch.ones(3, 2, dtype=torch.bool))
+    tensor([[0, 1],
+            [0, 3],
+            [0, 1]])
+    """
+    n, t = tokens.shape
+    keys = tokens * 2 + mask  # a padded position never matches a real one
+    # Rows sorted lexicographically (stable, column 0 first): the rows sharing a prefix are
+    # adjacent, and its group starts where a row first differs from the row before it by p.
+    order = torch.from_numpy(np.lexsort(keys.numpy().T[::-1]))
+    ordered = keys[order]
+    same_as_previous = torch.zeros((n, t), dtype=torch.bool)
+    same_as_previous[1:] = (ordered[1:] == ordered[:-1]).cummin(1).values
+    sorted_index = torch.arange(n)[:, None].expand(n, t)
+    group_start = torch.where(same_as_previous, 0, sorted_index).cummax(0).values
+    source = torch.empty((n, t), dtype=torch.long)
+    source[order] = order[group_start]
+    return source * t + torch.arange(t)
+
+
+def _length_buckets(
+    lengths: Int[Tensor, " n"],
+) -> tuple[Int[Tensor, " n"], list[tuple[int, int, int]]]:
+    """Rows sorted by length, and one or two buckets ``(first, stop, width)`` of sorted rows: the
+    cut that minimises the attended positions, rows x width (a padded position costs as much
+    as a real one).
+
+    >>> _length_buckets(torch.tensor([9, 3, 4, 3]))
+    (tensor([1, 3, 2, 0]), [(0, 3, 4), (3, 4, 9)])
+    """
+    order = lengths.argsort(stable=True)
+    ordered = lengths[order]
+    n, widest = ordered.shape[0], int(ordered[-1])
+    k = torch.arange(1, n + 1)
+    cut = int((k * ordered + (n - k) * widest).argmin()) + 1  # the first bucket's rows
+    if cut == n:
+        return order, [(0, n, widest)]
+    return order, [(0, cut, int(ordered[cut - 1])), (cut, n, widest)]
 
 
 def _run_shared(
@@ -229,82 +294,123 @@ def _run_shared(
     tokens: Int[Tensor, "n t"],
     mask: Bool[Tensor, "n t"],
     end: Int[Tensor, " n"],
-    source: Int[Tensor, "n t"],
-) -> RunCache:
-    """:func:`run_cache` where position (i, p) takes row j's activations when ``source[i, p]`` is
-    ``j * t + p`` (j != i, and (j, p) is its own source) instead of computing them: valid when
-    rows i and j have the same tokens at positions 0..p. Only the remaining unpadded positions
-    go through the matmuls.
+    parts: Sequence[slice],
+) -> list[RunCache]:
+    """:func:`run_cache` of all rows, returned as one cache per slice of rows in ``parts``.
 
-    They are computed packed ([positions, ...]) and gathered into the [n, t, ...] layout for
-    attention and for the cache: on toy-ioi's IOI prompts with ABC corruption the matmuls see 26%
-    fewer positions, and the gathers (memory copies) cost much less than that. Attention itself
-    runs in the full layout: a shared or padded query recomputes a clean or ignored value.
+    Only the distinct unpadded prefixes (:func:`prefix_sources`) go through the matmuls: they
+    are computed packed ([positions, ...]) and gathered into the [n, t, ...] layout for
+    attention, and for the cache when a field is read. On toy-ioi's IOI prompts with ABC
+    corruption the matmuls see a third fewer positions, and the gathers (memory copies) cost
+    much less than that. Attention runs on whole rows, sorted by length and cut into buckets
+    no wider than their longest row (:func:`_length_buckets`): a shared or padded query
+    recomputes a copied or ignored value, and most padding is skipped.
     """
     n, t = tokens.shape
-    rows, last = torch.arange(n), len(w.layers) - 1
+    last = len(w.layers) - 1
     # Padding takes the row's position 0 (through its source), so position 0 is always real.
     real = mask | (torch.arange(t) == 0)
+    source = prefix_sources(tokens, mask)
     source = torch.where(real, source, source[:, :1]).flatten()
     computed = (source == torch.arange(n * t)).nonzero()[:, 0]
     packed = torch.empty(n * t, dtype=torch.long)
     packed[computed] = torch.arange(computed.shape[0])
-    gather = packed[source]  # each (row, position)'s index among the computed positions
+    gather = packed[source].view(n, t)  # each (row, position)'s index among the computed ones
 
-    def full(x: Tensor) -> Tensor:  # [computed, ...] -> [n, t, ...]
-        return x.index_select(0, gather).unflatten(0, (n, t))
+    # How each part's tensor of a field is built from what the pass computed.
+    def full(x: Tensor) -> Callable[[slice], Tensor]:  # packed [computed, ...]
+        return lambda part: x.index_select(0, gather[part].flatten()).unflatten(0, (-1, t))
+
+    # Attention's layout: rows sorted by length; sorted_row[i] is row i's place there.
+    by_length, buckets = _length_buckets(mask.sum(1))
+    sorted_row = torch.empty(n, dtype=torch.long)
+    sorted_row[by_length] = torch.arange(n)
+
+    def rows_of(x: Tensor) -> Callable[[slice], Tensor]:  # [n, t, ...]
+        return lambda part: x[part]
+
+    def unsorted(x: Tensor) -> Callable[[slice], Tensor]:  # [n sorted by length, t, ...]
+        return lambda part: x.index_select(0, sorted_row[part])
+
+    def at_end(x: Tensor) -> Callable[[slice], Tensor]:  # [n, ...] at END, NaN elsewhere
+        def make(part: slice) -> Tensor:
+            rows = x[part]
+            out = rows.new_full((rows.shape[0], t, *rows.shape[1:]), float("nan"))
+            out[torch.arange(rows.shape[0]), end[part]] = rows
+            return out
+
+        return make
 
     with torch.no_grad():
-        # kernel.embed at the computed positions.
-        tok, pos = tokens.flatten()[computed], computed % t
-        x = w.W_E.index_select(0, tok) + w.W_pos.index_select(0, pos)
+        # kernel.embed at the computed positions. Block 0's input depends on (token, position)
+        # alone, and IOI prompts share most pairs (BOS, template words at the same index): its
+        # LayerNorm and q|k|v projection run once per distinct pair (a quarter of the positions).
+        pair_key = tokens.flatten()[computed] * t + computed % t
+        pair, of_pair = torch.unique(pair_key, return_inverse=True)
+        x = w.W_E.index_select(0, pair // t) + w.W_pos.index_select(0, pair % t)
+        project_from, project_at = x, of_pair[gather.flatten()]  # rows to project, (i, p)'s row
+        x = x.index_select(0, of_pair)
         pre, mid, zs, attn, mlps = [full(x)], [], [], [], []
+        zeros = rows_of(x.new_zeros(()).expand(n, t, x.shape[-1]))  # a zero MLP: no memory
+        z_from = sorted_row[computed // t] * t + computed % t  # computed positions in z
         for layer in range(last):
             lw = w.layers[layer]
-            qkv = full(linear(ln1(w, layer, x), lw.W_qkv, lw.b_qkv))
-            q, k, v = qkv.unflatten(-1, (3, w.n_heads, -1)).unbind(2)
-            zs.append(attend_z(q, k, v, lw.attn_scale, torch.arange(t), mask))
-            z = zs[-1].reshape(n * t, *zs[-1].shape[2:]).index_select(0, computed)
-            a = heads_out(w, layer, z)
+            qkv = linear(ln1(w, layer, project_from), lw.W_qkv, lw.b_qkv)
+            qkv = qkv.index_select(0, project_at.view(n, t)[by_length].flatten())
+            qkv = qkv.view(n, t, 3, w.n_heads, -1)
+            z = qkv.new_zeros(n, t, *qkv.shape[3:])  # [sorted rows, t, H, e]; 0 past a bucket
+            for first, stop, width in buckets:
+                q, k, v = qkv[first:stop, :width].unbind(2)
+                # right-padded (checked): causality keeps real queries off the padding
+                z[first:stop, :width] = attend_z(q, k, v, lw.attn_scale, None, None)
+            zs.append(unsorted(z))
+            a = heads_out(w, layer, z.view(n * t, *z.shape[2:]).index_select(0, z_from))
             attn.append(full(a))
             x = x + a
             mid.append(full(x))
-            if w.layers[layer].mlp_is_zero:
-                mlps.append(mlp(w, layer, mid[-1]))  # exactly 0, no memory
+            if lw.mlp_is_zero:
+                mlps.append(zeros)
                 pre.append(mid[-1])
             else:
                 m = mlp(w, layer, x)
                 mlps.append(full(m))
                 x = x + m
                 pre.append(full(x))
-        # The last block at END only, written into NaN tensors of the full shape.
-        z = attention_z(w, last, pre[-1], mask, end)[:, 0]
+            project_from, project_at = x, gather.flatten()
+        # The last block at END only (its fields are NaN elsewhere): one query a row, reading
+        # residuals LayerNormed at the computed positions only.
+        x_ln = ln1(w, last, x).index_select(0, gather.flatten()).unflatten(0, (n, t))
+        rows = torch.arange(n)
+        q = project(w, last, x_ln[rows, end][:, None], "q")
+        z = _one_query_z(w, last, q, x_ln, torch.arange(t) <= end[:, None])[:, 0]
         attn_end = heads_out(w, last, z)
-        mid_end = pre[-1][rows, end] + attn_end
-
-        def at_end(x: Tensor) -> Tensor:
-            out = x.new_full((n, t, *x.shape[1:]), float("nan"))
-            out[rows, end] = x
-            return out
-
+        mid_end = x.index_select(0, gather[rows, end]) + attn_end
         zs.append(at_end(z))
         attn.append(at_end(attn_end))
         mid.append(at_end(mid_end))
         if w.layers[last].mlp_is_zero:
-            mlps.append(mlp(w, last, mid[-1]))
+            final = mid_end
+            mlps.append(zeros)
             pre.append(mid[-1])
         else:
             mlp_end = mlp(w, last, mid_end)
+            final = mid_end + mlp_end
             mlps.append(at_end(mlp_end))
-            pre.append(at_end(mid_end + mlp_end))
-        return RunCache(tuple(pre), tuple(mid), tuple(zs), tuple(attn), tuple(mlps))
+            pre.append(at_end(final))
+
+    def cache(part: slice) -> RunCache:
+        fields = (pre, mid, zs, attn, mlps)
+        lazy = (_Lazy([functools.partial(make, part) for make in f]) for f in fields)
+        return RunCache(*lazy, final_end=final[part])
+
+    return [cache(part) for part in parts]
 
 
 def run_logit_diffs(
     w: GPT2Weights, caches: tuple[RunCache, RunCache], inputs: PatchInputs
 ) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
     """The clean and the corrupted run's own logit differences (the normalisation's ends)."""
-    return tuple(logit_diff_at_end(w, c.final_at(inputs.end), inputs.answers) for c in caches)
+    return tuple(logit_diff_at_end(w, c.final_end, inputs.answers) for c in caches)
 
 
 def logit_diff_at_end(

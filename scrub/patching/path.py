@@ -162,15 +162,28 @@ def check_senders(
 # ----------------------------------------------------------------------------- step 1: deltas
 
 
-def _sender_delta(
-    w: GPT2Weights, clean: RunCache, corrupt: RunCache, s: Component, gather: tuple[Tensor, Tensor]
-) -> Tensor:
-    """The sender's output change at the gathered positions (masked to its positions later)."""
-    if s.kind == "head":
+def _sender_deltas(
+    w: GPT2Weights,
+    inputs: PatchInputs,
+    clean: RunCache,
+    corrupt: RunCache,
+    group: Sequence[Component],
+    gather: tuple[Tensor, Tensor],
+) -> Float[Tensor, "s *g d_model"]:
+    """The output changes of senders of one layer and kind at the gathered positions, each
+    masked to its own positions."""
+    layer = group[0].layer
+    if group[0].kind == "head":
         # Gather z before W_O: for END-only experiments this is one row per prompt, not t.
-        dz = corrupt.z[s.layer][gather][..., s.head, :] - clean.z[s.layer][gather][..., s.head, :]
-        return dz @ w.layers[s.layer].W_O[s.head]
-    return corrupt.mlp_out[s.layer][gather] - clean.mlp_out[s.layer][gather]
+        heads = torch.tensor([s.head for s in group])
+        dz = (corrupt.z[layer][gather] - clean.z[layer][gather])[..., heads, :]
+        delta = torch.einsum("...se,sed->s...d", dz, w.layers[layer].W_O[heads])
+    else:
+        delta = (corrupt.mlp_out[layer][gather] - clean.mlp_out[layer][gather])[None]
+    if all(s.position is None for s in group):
+        return delta.expand(len(group), *delta.shape[1:])
+    masks = {p: inputs.position_mask(p)[gather][..., None] for p in {s.position for s in group}}
+    return delta * torch.stack([masks[s.position] for s in group])
 
 
 def _residual_deltas(
@@ -227,14 +240,9 @@ def _all_deltas(
         groups.setdefault((s.layer, s.kind == "head"), []).append(i)
     out = {lay: [None] * len(senders) for lay in targets}
     for (layer, is_head), idx in groups.items():
-        stacked = []
-        for i in idx:
-            s = senders[i]
-            where = inputs.position_mask(s.position)[gather][..., None]
-            stacked.append(_sender_delta(w, clean, corrupt, s, gather) * where)
-        deltas = _residual_deltas(
-            w, clean, torch.stack(stacked), layer, is_head, targets, gather, mlps
-        )
+        group = [senders[i] for i in idx]
+        delta = _sender_deltas(w, inputs, clean, corrupt, group, gather)
+        deltas = _residual_deltas(w, clean, delta, layer, is_head, targets, gather, mlps)
         for lay, d in deltas.items():
             for j, i in enumerate(idx):
                 out[lay][i] = d[j]
@@ -374,7 +382,7 @@ def path_patch(
             group = [senders[i] for i in idx]
             deltas = _all_deltas(w, inputs, clean, corrupt, group, targets, end_only, mlps)
             if receivers.slot == "logits":
-                final = clean.final_at(inputs.end)[None] + deltas[n_layers]
+                final = clean.final_end[None] + deltas[n_layers]
                 ld = logit_diff_at_end(w, final.flatten(0, 1), batch_rows(inputs.answers, len(idx)))
                 out[idx] = ld.reshape(len(idx), n)
             elif end_only:

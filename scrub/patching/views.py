@@ -218,7 +218,7 @@ def direct_logit_attribution(
     """
     cache = cache or run_cache(w, inputs.clean, inputs.mask, inputs.end)
     rows, end = torch.arange(inputs.n), inputs.end
-    final = cache.final_at(end)
+    final = cache.final_end
     scale = (final.var(-1, unbiased=False, keepdim=True) + w.eps).sqrt()  # [n, 1]
     direction = (w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]) * w.ln_f_w  # [n,d]
     out = torch.zeros(len(w.layers), w.n_heads)
