@@ -6,12 +6,13 @@ All heads are senders (N = 50 IOI prompts, ABC corruption), timed side by side i
 * to name movers' queries at END (target 3x), and on toy-ioi also to values at every position.
 
 Both timings include building the clean and corrupted caches (the reference's are built once
-per model and their time added to each case); the fast time is the median of five calls. The
-reference costs the same per sender (one or two full forward passes each), so on GPT-2-small
-scale, where one reference pass takes seconds on a shared CPU, it is timed on a sample of senders
-spread over the layers and scaled to all senders (the detail column says so; set
-SCRUB_BENCH_FULL=1 to time every sender). The fast engine always runs every sender, and its
-results are checked against the timed reference senders.
+per model and their time added to each case). The two sides are timed in alternating blocks of
+back-to-back calls (see ``_case``). The reference costs the same per sender (one or two full
+forward passes each), so on GPT-2-small scale, where one reference pass takes seconds on a
+shared CPU, it is timed on a sample of senders spread over the layers and scaled to all
+senders (the detail column says so; set SCRUB_BENCH_FULL=1 to time every sender). The fast
+engine always runs every sender, and its results are checked against the timed reference
+senders.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 50
-FAST_REPEATS = 5
+ROUNDS, FAST_CALLS, LONG_BLOCK_S = 3, 5, 10.0
 
 
 def _inputs(model):
@@ -56,26 +57,33 @@ def _case(model, inputs, ref, ref_caches, name, receivers_text, mlps, target, sa
         if is_upstream(s, receivers)
     ]
     w = GPT2Weights.from_hf(model.hf_model)
-    # The median of FAST_REPEATS whole calls (caches included): one call of ~15 ms swings by
-    # several ms with the other core's load; the reference is already an average over senders.
-    times = []
-    for _ in range(FAST_REPEATS):
-        t0 = time.perf_counter()
-        fast = path_patch(w, inputs, senders, receivers, mlps=mlps)
-        times.append(time.perf_counter() - t0)
-    fast_s = statistics.median(times)
-
     picked = _sample(senders, sample)
     caches, cache_s = ref_caches
-    t0 = time.perf_counter()
-    slow = torch.stack(
-        [
-            ref.reference_path_patch(model, inputs, senders[i], receivers, mlps, caches)
-            for i in picked
-        ]
-    )
-    per_sender = (time.perf_counter() - t0) / len(picked)
-    ref_s = cache_s + per_sender * len(senders)
+    # Each side runs in a block of back-to-back calls (a fast block: the median of FAST_CALLS
+    # whole calls, caches included; a reference block: every picked sender), and the blocks
+    # alternate for up to ROUNDS rounds, so that both sides sample the same spells of the
+    # shared machine's speed, which swings by tens of per cent over seconds. Each side's time is
+    # the median over its blocks. GPT-2 scale takes one round (its reference block is minutes).
+    fast_blocks, ref_blocks = [], []
+    for _ in range(ROUNDS):
+        times = []
+        for _ in range(FAST_CALLS):
+            t0 = time.perf_counter()
+            fast = path_patch(w, inputs, senders, receivers, mlps=mlps)
+            times.append(time.perf_counter() - t0)
+        fast_blocks.append(statistics.median(times))
+        t0 = time.perf_counter()
+        slow = torch.stack(
+            [
+                ref.reference_path_patch(model, inputs, senders[i], receivers, mlps, caches)
+                for i in picked
+            ]
+        )
+        ref_blocks.append((time.perf_counter() - t0) / len(picked))
+        if ref_blocks[-1] * len(picked) > LONG_BLOCK_S:
+            break
+    fast_s = statistics.median(fast_blocks)
+    ref_s = cache_s + statistics.median(ref_blocks) * len(senders)
     err = float((fast[picked] - slow).abs().max())
     scaled = (
         ""

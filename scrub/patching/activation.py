@@ -321,16 +321,8 @@ def _run_shared(
     def full(x: Tensor) -> Callable[[slice], Tensor]:  # packed [computed, ...]
         return lambda part: x.index_select(0, gather[part].flatten()).unflatten(0, (-1, t))
 
-    # Attention's layout: rows sorted by length; sorted_row[i] is row i's place there.
-    by_length, buckets = _length_buckets(mask.sum(1))
-    sorted_row = torch.empty(n, dtype=torch.long)
-    sorted_row[by_length] = torch.arange(n)
-
     def rows_of(x: Tensor) -> Callable[[slice], Tensor]:  # [n, t, ...]
         return lambda part: x[part]
-
-    def unsorted(x: Tensor) -> Callable[[slice], Tensor]:  # [n sorted by length, t, ...]
-        return lambda part: x.index_select(0, sorted_row[part])
 
     def at_end(x: Tensor) -> Callable[[slice], Tensor]:  # [n, ...] at END, NaN elsewhere
         def make(part: slice) -> Tensor:
@@ -352,19 +344,20 @@ def _run_shared(
         x = x.index_select(0, of_pair)
         pre, mid, zs, attn, mlps = [full(x)], [], [], [], []
         zeros = rows_of(x.new_zeros(()).expand(n, t, x.shape[-1]))  # a zero MLP: no memory
-        z_from = sorted_row[computed // t] * t + computed % t  # computed positions in z
+        by_length, buckets = _length_buckets(mask.sum(1))  # attention's rows
         for layer in range(last):
             lw = w.layers[layer]
             qkv = linear(ln1(w, layer, project_from), lw.W_qkv, lw.b_qkv)
             qkv = qkv.index_select(0, project_at.view(n, t)[by_length].flatten())
             qkv = qkv.view(n, t, 3, w.n_heads, -1)
-            z = qkv.new_zeros(n, t, *qkv.shape[3:])  # [sorted rows, t, H, e]; 0 past a bucket
+            z = qkv.new_zeros(n, t, *qkv.shape[3:])  # 0 past a bucket's width
             for first, stop, width in buckets:
                 q, k, v = qkv[first:stop, :width].unbind(2)
                 # right-padded (checked): causality keeps real queries off the padding
-                z[first:stop, :width] = attend_z(q, k, v, lw.attn_scale, None, None)
-            zs.append(unsorted(z))
-            a = heads_out(w, layer, z.view(n * t, *z.shape[2:]).index_select(0, z_from))
+                z_rows = attend_z(q, k, v, lw.attn_scale, None, None)
+                z[:, :width].index_copy_(0, by_length[first:stop], z_rows)
+            zs.append(rows_of(z))
+            a = heads_out(w, layer, z.view(n * t, *z.shape[2:]).index_select(0, computed))
             attn.append(full(a))
             x = x + a
             mid.append(full(x))
