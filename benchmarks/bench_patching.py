@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 50
-ROUNDS, FAST_CALLS, LONG_BLOCK_S = 3, 5, 10.0
+ROUNDS, FAST_CALLS, LONG_BLOCK_S = 5, 5, 10.0
 
 
 def _inputs(model):

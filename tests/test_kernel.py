@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scrub.errors import ScrubError
-from scrub.models import Model, Site, SiteKind
+from scrub.models import Model, Site, SiteKind, kernel
 from scrub.models.kernel import (
     GPT2Weights,
     attention,
@@ -244,3 +244,23 @@ def test_mlp_nonzero_only_in_its_output_is_not_skipped(tiny_model: Model, param:
         for p in (c_proj.weight, c_proj.bias):
             p.zero_()
     assert [lw.mlp_is_zero for lw in GPT2Weights.from_hf(hf).layers] == [False, True, False]
+
+
+@pytest.mark.parametrize("gemm", ["onednn", "addmm"])
+def test_linear_equals_a_plain_matmul_on_either_gemm_path(monkeypatch, gemm: str) -> None:
+    """Both GEMM paths of kernel.linear (oneDNN for dense float32 weights, MKL's addmm
+    otherwise or when forced) give x @ W + b: 3-d input, a strided weight, float64."""
+    monkeypatch.setenv("SCRUB_GEMM", gemm)
+    kernel._use_onednn.cache_clear()
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(5, 7, 64, generator=g)
+        fused = torch.randn(64, 96, generator=g)
+        b = torch.randn(48, generator=g)
+        for W in (fused[:, :48].contiguous(), fused[:, 48:]):  # dense, then a strided view
+            want = (x.double() @ W.double() + b.double()).float()
+            close(kernel.linear(x, W, b), want, atol=1e-5)
+        got64 = kernel.linear(x.double(), fused.double(), torch.zeros(96, dtype=torch.float64))
+        close(got64, x.double() @ fused.double(), atol=1e-12)
+    finally:
+        kernel._use_onednn.cache_clear()

@@ -38,6 +38,7 @@ from scrub.models.kernel import (
     allowed_keys,
     attend_z,
     layer_norm,
+    linear,
     mlp,
     unembed,
 )
@@ -525,12 +526,6 @@ def heads_out(w: GPT2Weights, layer: int, z: Float[Tensor, "*b head d_head"]) ->
     """The attention block's output: every head's z @ W_O summed, plus b_O."""
     lw = w.layers[layer]
     return linear(z.flatten(-2), lw.W_O.reshape(-1, lw.W_O.shape[-1]), lw.b_O)
-
-
-def linear(x: Float[Tensor, "*b d_in"], W: Tensor, b: Tensor) -> Float[Tensor, "*b d_out"]:
-    """``x @ W + b`` in one BLAS call: no second [*b, d_out] tensor for the bias add (fresh
-    activation-sized tensors cost more in first-touch page faults than the add itself)."""
-    return torch.addmm(b, x.reshape(-1, x.shape[-1]), W).unflatten(0, x.shape[:-1])
 
 
 def run_free(
