@@ -67,7 +67,8 @@ class LayerWeights:
 
 @dataclass(frozen=True)
 class GPT2Weights:
-    """All weights of a GPT-2, extracted once from a ``GPT2LMHeadModel`` (views, not copies)."""
+    """All weights of a GPT-2, extracted once from a ``GPT2LMHeadModel``: views of its
+    parameters, except one dense copy of the q, k and v weights (see ``from_hf``)."""
 
     W_E: Float[Tensor, "vocab d_model"]
     W_pos: Float[Tensor, "n_ctx d_model"]
@@ -108,7 +109,11 @@ class GPT2Weights:
         for i, block in enumerate(tr.h):
             W_qkv = block.attn.c_attn.weight.detach()  # [d, 3d], columns q|k|v, heads contiguous
             b_qkv = block.attn.c_attn.bias.detach()
-            W_Q, W_K, W_V = (m.reshape(d, H, e).permute(1, 0, 2) for m in W_qkv.split(d, dim=1))
+            # Dense copies per slot: a slot's weight is then a dense [d, H e] matrix, which
+            # linear() can hand to oneDNN (a strided column block of W_qkv would go to addmm).
+            W_Q, W_K, W_V = (
+                m.contiguous().view(d, H, e).permute(1, 0, 2) for m in W_qkv.split(d, dim=1)
+            )
             b_Q, b_K, b_V = (b.reshape(H, e) for b in b_qkv.split(d))
             scale = math.sqrt(e) if cfg.scale_attn_weights else 1.0
             if getattr(cfg, "scale_attn_by_inverse_layer_idx", False):
@@ -307,8 +312,17 @@ def self_attention_z(
     """
     lw = w.layers[layer]
     x = layer_norm(resid, lw.ln1_w, lw.ln1_b, w.eps)
-    q, k, v = linear(x, lw.W_qkv, lw.b_qkv).unflatten(-1, (3, w.n_heads, -1)).unbind(-3)
+    q, k, v = project_qkv(w, layer, x).unbind(-3)
     return attend_z(q, k, v, lw.attn_scale, torch.arange(resid.shape[1]), attn_mask)
+
+
+def project_qkv(
+    w: GPT2Weights, layer: int, x_ln: Float[Tensor, "*b d_model"]
+) -> Float[Tensor, "*b 3 head d_head"]:
+    """Every head's q, k and v (in that order on dim -3) from LayerNormed residuals, in one
+    GEMM against HF's fused c_attn weight."""
+    lw = w.layers[layer]
+    return linear(x_ln, lw.W_qkv, lw.b_qkv).unflatten(-1, (3, w.n_heads, -1))
 
 
 def mlp(

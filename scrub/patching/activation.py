@@ -40,6 +40,7 @@ from scrub.models.kernel import (
     layer_norm,
     linear,
     mlp,
+    project_qkv,
     unembed,
 )
 from scrub.patching.results import PatchResult, PatchSettings, build_result, check_normalization
@@ -348,9 +349,9 @@ def _run_shared(
         by_length, buckets = _length_buckets(mask.sum(1))  # attention's rows
         for layer in range(last):
             lw = w.layers[layer]
-            qkv = linear(ln1(w, layer, project_from), lw.W_qkv, lw.b_qkv)
+            qkv = project_qkv(w, layer, ln1(w, layer, project_from))
             qkv = qkv.index_select(0, project_at.view(n, t)[by_length].flatten())
-            qkv = qkv.view(n, t, 3, w.n_heads, -1)
+            qkv = qkv.view(n, t, *qkv.shape[1:])
             z = qkv.new_zeros(n, t, *qkv.shape[3:])  # 0 past a bucket's width
             for first, stop, width in buckets:
                 q, k, v = qkv[first:stop, :width].unbind(2)
@@ -437,8 +438,8 @@ def project(
 ) -> Float[Tensor, "*b head d_head"]:
     """Per-head q, k or v from LayerNormed residuals (optionally only some heads).
 
-    One matmul against the heads' weights laid side by side (a view of HF's fused c_attn weight
-    when all heads are used), rather than a batched per-head product.
+    One matmul against the heads' weights laid side by side (with all heads a view of the
+    slot's dense weight, which takes oneDNN's GEMM), rather than a batched per-head product.
     """
     lw = w.layers[layer]
     W, b = {"q": (lw.W_Q, lw.b_Q), "k": (lw.W_K, lw.b_K), "v": (lw.W_V, lw.b_V)}[slot]
