@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from scrub.errors import ScrubError
 from scrub.models import Model, Site, SiteKind, kernel
 from scrub.models.kernel import (
     GPT2Weights,
@@ -183,10 +181,13 @@ def test_unembed_columns_gathers_only_requested_logits(tiny_model: Model, w: GPT
     close(all_pos, full.gather(2, cols[:, None].expand(-1, 5, -1)))
 
 
-def test_from_hf_rejects_other_architectures() -> None:
-    fake = SimpleNamespace(config=SimpleNamespace(model_type="llama"))
-    with pytest.raises(ScrubError, match="GPT-2 only, not 'llama'"):
-        GPT2Weights.from_hf(fake)
+def test_from_checkpoint_names_unsupported_architectures() -> None:
+    from scrub.models.weights import UnsupportedArchitecture, from_checkpoint
+
+    with pytest.raises(UnsupportedArchitecture, match="no adapter for model_type 'gemma'"):
+        from_checkpoint({"model_type": "gemma"}, {})
+    with pytest.raises(UnsupportedArchitecture, match="has no weight"):
+        from_checkpoint({"model_type": "gpt2", "n_embd": 8, "n_head": 2, "n_layer": 1}, {})
 
 
 def test_self_attention_z_and_head_subsets_equal_full_attention(
@@ -220,7 +221,7 @@ def test_zero_mlps_are_skipped_bit_for_bit(tiny_attn_only_model: Model) -> None:
     tokens = tokens_for(tiny_attn_only_model)
     x = embed(w, tokens)
     lw = w.layers[0]
-    h = layer_norm(x, lw.ln2_w, lw.ln2_b, w.eps) @ lw.W_in + lw.b_in
+    h = layer_norm(x, lw.norm2_w, lw.norm2_b, w.eps) @ lw.W_in + lw.b_in
     plain = torch.nn.functional.gelu(h, approximate="tanh") @ lw.W_out + lw.b_out
     assert torch.equal(mlp(w, 0, x), plain) and torch.equal(add_mlp(w, 0, x), x + plain)
     unskipped = replace(w, layers=tuple(replace(lw, mlp_is_zero=False) for lw in w.layers))

@@ -149,8 +149,8 @@ def test_errors(w, inputs):
 
 
 def test_direct_logit_attribution_completes_the_logit_difference(w, inputs):
+    from scrub.models.runs import logit_diff_at_end
     from scrub.patching import run_caches
-    from scrub.patching.activation import logit_diff_at_end
     from scrub.patching.views import direct_logit_attribution
 
     clean, _ = run_caches(w, inputs)
@@ -161,9 +161,9 @@ def test_direct_logit_attribution_completes_the_logit_difference(w, inputs):
     u = w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]
 
     def direct(x: torch.Tensor) -> torch.Tensor:  # [n, d] -> mean direct effect
-        return ((x - x.mean(-1, keepdim=True)) / scale * w.ln_f_w * u).sum(-1).mean()
+        return ((x - x.mean(-1, keepdim=True)) / scale * w.norm_f_w * u).sum(-1).mean()
 
-    others = direct(clean.resid_pre[0][rows, end]) + (w.ln_f_b * u).sum(-1).mean()
+    others = direct(clean.resid_pre[0][rows, end]) + (w.norm_f_b * u).sum(-1).mean()
     for layer, lw in enumerate(w.layers):
         others = (
             others + direct(lw.b_O.expand(inputs.n, -1)) + direct(clean.mlp_out[layer][rows, end])

@@ -11,8 +11,8 @@ import torch
 from scrub.errors import ScrubError
 from scrub.models import Model
 from scrub.models.kernel import GPT2Weights
+from scrub.models.runs import prefix_sources
 from scrub.patching import PatchInputs, run_cache, run_caches
-from scrub.patching.activation import prefix_sources
 
 FIELDS = ("resid_pre", "resid_mid", "z", "attn_out", "mlp_out")
 

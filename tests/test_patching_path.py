@@ -248,8 +248,7 @@ def toy() -> tuple[Model, PatchInputs, tuple[dict, dict]]:
 
     # In float64: the trained toy's logits reach ~20, where float32 rounding alone differs by
     # ~1.5e-5 between any two orderings of the same sums; float64 shows the arithmetic is equal.
-    model = load_model("toy-ioi")
-    model.hf_model.double()
+    model = load_model("toy-ioi", dtype="float64")
     clean = make_ioi(8, seed=0, tokenizer=model.tokenizer)
     inputs = PatchInputs.from_promptsets(clean, corrupt(clean, ["abc"], seed=0))
     return model, inputs, reference_caches(model, inputs)
@@ -258,7 +257,7 @@ def toy() -> tuple[Model, PatchInputs, tuple[dict, dict]]:
 @pytest.mark.parametrize("mlps", ["free", "frozen"])
 def test_toy_ioi_fast_path_equals_reference(toy, mlps: str) -> None:
     model, inputs, caches = toy
-    w = GPT2Weights.from_hf(model.hf_model)
+    w = model.weights
     L, H = model.info.n_layers, model.info.n_heads
     last = L - 1
     effects = []

@@ -27,12 +27,11 @@ ATOL = 1e-9  # float64
 @pytest.fixture(scope="module")
 def toy():
     try:
-        model = load_model("toy-ioi")
+        model = load_model("toy-ioi", dtype="float64")
     except ScrubError as e:  # the checkpoint is built by `python -m scrub.models.train_toy`
         pytest.skip(f"toy-ioi checkpoint unavailable: {e}")
     # In float64: the toy's logit differences reach ~18, where float32 rounding alone differs by
     # ~2e-5 between two orderings of the same sums; float64 shows the arithmetic is the same.
-    model.hf_model.double()
     return model
 
 

@@ -18,9 +18,10 @@ reproduces each of them.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,6 +32,8 @@ from scrub.errors import ScrubError
 
 if TYPE_CHECKING:  # heavy imports, only for annotations
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from scrub.models.weights import ModelWeights
 
 
 class SiteKind(enum.Enum):
@@ -80,6 +83,14 @@ class Site:
             )
 
 
+class Backend(enum.Enum):
+    """How experiments run: the functional kernel (fast), or hooks on the TransformerBridge
+    (any architecture it loads; slow but exact)."""
+
+    KERNEL = "kernel"
+    HOOKS = "hooks"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Architecture facts other modules may rely on."""
@@ -92,6 +103,16 @@ class ModelInfo:
     d_vocab: int
     n_ctx: int
     has_mlps: bool  # False when every MLP weight is exactly zero (attention-only model)
+    n_kv_heads: int | None = None  # key/value groups (grouped-query attention); None: n_heads
+    parallel: bool = False  # attention and MLP read the same residual (GPT-NeoX)
+    arch: str = "gpt2"  # the Hugging Face model_type
+    backend: Backend = Backend.KERNEL
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads is None:
+            object.__setattr__(self, "n_kv_heads", self.n_heads)
 
 
 # Per-layer kinds -> hook name after "blocks.{L}.". EMBED is resid_pre of block 0 (its hook fires
@@ -123,6 +144,13 @@ def hook_name(site: Site, info: ModelInfo) -> str:
         return "blocks.0.hook_resid_pre"
     if site.kind is SiteKind.RESID_FINAL:
         return "ln_final.hook_in"
+    if site.kind is SiteKind.MLP_IN and info.parallel:  # parallel blocks: the MLP reads resid_pre
+        return f"blocks.{site.layer}.hook_resid_pre"
+    if site.kind is SiteKind.RESID_MID and info.parallel:
+        raise ScrubError(
+            "this model runs attention and MLP in parallel: it has no resid_mid",
+            fix="read resid_pre (the MLP's input) or attn_out",
+        )
     assert site.layer is not None  # guaranteed by Site.__post_init__
     if not 0 <= site.layer < info.n_layers:
         raise ScrubError(
@@ -137,18 +165,40 @@ HookFn = Callable[[Tensor], "Tensor | None"]
 
 @dataclass(frozen=True, eq=False)
 class Model:
-    """A loaded model: the bridge, its tokenizer, its architecture facts and the raw HF module.
+    """A loaded model: its tokenizer, architecture facts and standardised weights.
 
-    ``bridge`` is a transformer_lens ``TransformerBridge`` in compatibility mode without weight
-    processing, with split q/k/v inputs and per-head results enabled. ``hf_model`` is the Hugging
-    Face module the bridge wraps (same parameters; the functional kernel reads its weights).
-    Build one with :func:`scrub.models.load_model`.
+    ``weights`` feed the functional kernel (None on the hook backend). ``hf_model`` (the Hugging
+    Face module) and ``bridge`` (a transformer_lens ``TransformerBridge`` in compatibility mode
+    without weight processing, with split q/k/v inputs and per-head results) are built on first
+    use: the kernel does not need them, and importing transformers and booting the bridge cost
+    seconds. Build one with :func:`scrub.models.load_model`.
     """
 
-    bridge: Any
     tokenizer: PreTrainedTokenizerBase
     info: ModelInfo
-    hf_model: PreTrainedModel
+    weights: ModelWeights | None
+    make_hf_model: Callable[[], PreTrainedModel] = field(repr=False)
+
+    @functools.cached_property
+    def hf_model(self) -> PreTrainedModel:
+        """The Hugging Face module (loaded on first use; same values as ``weights``)."""
+        return self.make_hf_model()
+
+    @functools.cached_property
+    def bridge(self) -> Any:
+        """A TransformerBridge with :attr:`hf_model`'s weights (booted on first use).
+
+        It wraps a copy: booting rewires the module it wraps (its state dict's names change
+        and ``save_pretrained`` fails), and ``hf_model`` stays a plain Hugging Face model. On
+        the hook backend, where the bridge is the only way to run, it wraps ``hf_model`` itself.
+        """
+        import copy
+
+        from scrub.models.load import boot_bridge
+
+        if self.weights is None:
+            return boot_bridge(self.hf_model, self.tokenizer)
+        return boot_bridge(copy.deepcopy(self.hf_model), self.tokenizer)
 
     @contextmanager
     def hooks(self, hooks: Sequence[tuple[Site, HookFn]]) -> Iterator[Model]:
@@ -189,9 +239,10 @@ class Model:
         ``attn_mask`` marks real tokens (True) for right-padded batches; padded key positions are
         masked out, and outputs at padded query positions are meaningless.
         """
-        kwargs = {} if attn_mask is None else {"attention_mask": attn_mask.long()}
+        device = next(self.hf_model.parameters()).device
+        kwargs = {} if attn_mask is None else {"attention_mask": attn_mask.long().to(device)}
         with torch.no_grad(), self.hooks(hooks):
-            return self.bridge(tokens, **kwargs)
+            return self.bridge(tokens.to(device), **kwargs)
 
     def run_with_cache(
         self,

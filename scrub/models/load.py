@@ -29,11 +29,14 @@ differences, and the kernel can read ``model.hf_model`` unmodified.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -41,11 +44,18 @@ from urllib.parse import urlparse
 import torch
 
 from scrub.errors import ScrubError
-from scrub.models.handle import Model, ModelInfo
+from scrub.models.handle import Backend, Model, ModelInfo
 
 TOY_IOI_DIR = Path(__file__).resolve().parent / "toy_ioi"
 GPT2_SMALL_REPO = "gpt2"
 _GPT2_SMALL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def available_models() -> tuple[str, ...]:
@@ -53,73 +63,171 @@ def available_models() -> tuple[str, ...]:
     return tuple(_LOADERS)
 
 
-def load_model(name_or_path: str, *, seed: int = 0) -> Model:
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision a model's weights live: one device, or a ``device_map`` of
+    layer index -> device (the kernel moves activations between devices layer by layer)."""
+
+    device: torch.device
+    dtype: torch.dtype
+    device_map: Mapping[int, torch.device] | None = None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks a CUDA GPU, else Apple's MPS, else the CPU; an explicit device must exist.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    name = str(device).strip().lower()
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise ScrubError(f"unknown device {device!r}", fix=f"use one of: {', '.join(DEVICES)}")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ScrubError(
+            f"--device {device} asked for, but torch sees no CUDA GPU on this machine",
+            fix="use --device cpu (or auto, which picks a GPU only when there is one)",
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ScrubError(
+            f"--device {device} asked for, but Apple's MPS is not available here",
+            fix="use --device cpu (or auto)",
+        )
+    return torch.device(name)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``float32`` (default), ``float64``, ``bfloat16`` or ``float16``."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype in DTYPES.values():
+            return dtype
+        dtype = str(dtype)
+    if dtype not in DTYPES:
+        raise ScrubError(f"unknown dtype {dtype!r}", fix=f"use one of: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def placement(
+    device: str = "auto", dtype: str | torch.dtype | None = None, device_map: Any = None
+) -> Placement:
+    """Check and resolve the device options before anything loads."""
+    if device_map is None:
+        return Placement(resolve_device(device), resolve_dtype(dtype))
+    if isinstance(device_map, str):
+        if device_map != "auto":
+            raise ScrubError(f"unknown device_map {device_map!r}", fix="use 'auto' or a dict")
+        return Placement(resolve_device("auto"), resolve_dtype(dtype), {})
+    layers = {int(k): resolve_device(v) for k, v in dict(device_map).items()}
+    first = layers[min(layers)] if layers else resolve_device(device)
+    return Placement(first, resolve_dtype(dtype), layers)
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    device_map: Any = None,
+) -> Model:
     """Load a model by built-in name or local Hugging Face directory.
 
     Names: ``toy-ioi`` (the embedded default), ``gpt2-small`` (needs the Hugging Face cache or
     network), ``gpt2-small-random`` (GPT-2 small shape, random weights from ``seed``). Anything
     else is treated as a local directory holding ``config.json``, weights and a tokenizer.
-    ``seed`` only affects random-weight models.
+    ``seed`` only affects random-weight models. ``device`` is ``auto`` (a GPU when there is
+    one), ``cpu``, ``cuda[:i]`` or ``mps``; ``dtype`` ``float32`` (default), ``float64``,
+    ``bfloat16`` or ``float16``; ``device_map`` is ``"auto"`` (layers spread over the GPUs by
+    free memory) or ``{layer: device}``.
+
+    GPT-2, GPT-NeoX (Pythia) and Llama-family (Llama, Mistral, Qwen2) models run on the
+    functional kernel; any other architecture the TransformerBridge loads runs on hooks (slow
+    but exact), announced on stderr.
 
     >>> load_model("gpt2-small-random", seed=1).info.n_layers   # doctest: +SKIP
     12
     """
+    where = placement(device, dtype, device_map)
     loader = _LOADERS.get(name_or_path)
     if loader is not None:
-        return loader(seed)
+        return loader(seed, where)
     path = Path(name_or_path).expanduser()
     if path.is_dir() or os.sep in name_or_path or name_or_path.startswith("."):
-        return _load_dir(path, name=str(path))
+        return _load_dir(path, name=str(path), where=where)
     raise ScrubError(
         f"unknown model {name_or_path!r}",
         fix=f"use one of: {', '.join(available_models())}, or a local Hugging Face model directory",
     )
 
 
-def _load_toy_ioi(seed: int) -> Model:
+def _load_toy_ioi(seed: int, where: Placement) -> Model:
     if not (TOY_IOI_DIR / "config.json").is_file():
         raise ScrubError(
             f"the toy-ioi checkpoint is missing (expected it in {TOY_IOI_DIR})",
             fix="rebuild it with `python -m scrub.models.train_toy`",
         )
-    return _load_dir(TOY_IOI_DIR, name="toy-ioi")
+    return _load_dir(TOY_IOI_DIR, name="toy-ioi", where=where)
 
 
-def _load_gpt2_small(seed: int) -> Model:
-    return _load_dir(_gpt2_small_dir(), name="gpt2-small", bridge_name=GPT2_SMALL_REPO)
+def _load_gpt2_small(seed: int, where: Placement) -> Model:
+    return _load_dir(_gpt2_small_dir(), name="gpt2-small", where=where)
 
 
-def _load_gpt2_small_random(seed: int) -> Model:
+def _load_gpt2_small_random(seed: int, where: Placement) -> Model:
     from scrub.data.tokenizer import load_tokenizer
     from scrub.models.random_gpt2 import GPT2_SMALL_SHAPE, random_gpt2
 
-    with _quiet_transformers(), tempfile.TemporaryDirectory(prefix="scrub-tokenizer-") as tmp:
-        # The toy model's tokenizer (or, without its checkpoint, the IOI word-level one), so
-        # IOI datasets tokenise for this model exactly as for toy-ioi.
-        tokenizer = load_tokenizer("toy-ioi")
-        if "name_or_path" not in tokenizer.init_kwargs:
-            # Built in memory: the bridge re-reads its tokenizer from name_or_path while booting,
-            # so give it a directory that lives until the boot is done.
-            from transformers import AutoTokenizer
-
-            tokenizer.save_pretrained(tmp)
-            tokenizer = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
-        hf_model = random_gpt2(GPT2_SMALL_SHAPE, seed=seed)
-        return _boot("gpt2-small-random", hf_model, tokenizer, bridge_name="gpt2-small-random")
+    # The toy model's tokenizer (or, without its checkpoint, the IOI word-level one), so IOI
+    # datasets tokenise for this model exactly as for toy-ioi.
+    tokenizer = load_tokenizer("toy-ioi")
+    hf_model = random_gpt2(GPT2_SMALL_SHAPE, seed=seed).to(where.device, where.dtype)
+    return from_hf_model(hf_model, tokenizer, name="gpt2-small-random", where=where)
 
 
-_LOADERS: dict[str, Callable[[int], Model]] = {
+_LOADERS: dict[str, Callable[[int, Placement], Model]] = {
     "toy-ioi": _load_toy_ioi,
     "gpt2-small": _load_gpt2_small,
     "gpt2-small-random": _load_gpt2_small_random,
 }
 
 
-def _load_dir(path: Path, *, name: str, bridge_name: str | None = None) -> Model:
-    """Boot a local Hugging Face causal-LM directory, reading local files only."""
+def from_hf_model(
+    hf_model: Any, tokenizer: Any, *, name: str, where: Placement | None = None
+) -> Model:
+    """A :class:`Model` over an already loaded Hugging Face module (weights are its views)."""
+    from scrub.models.weights import ModelWeights, UnsupportedArchitecture
+
+    hf_model.eval()
+    try:
+        w = ModelWeights.from_hf(hf_model)
+    except UnsupportedArchitecture as e:
+        return _hook_backend(hf_model, tokenizer, name, str(e))
+    if where is not None and where.device_map:
+        w = _spread(w, where)
+    return _model(name, tokenizer, w, lambda: hf_model)
+
+
+def _load_dir(path: Path, *, name: str, where: Placement) -> Model:
+    """A local Hugging Face causal-LM directory, reading local files only.
+
+    Supported architectures read config.json and the weights directly (no transformers model
+    is built until ``model.hf_model`` or the bridge is used); others load through transformers
+    onto the hook backend.
+    """
+    from scrub.models.weights import UnsupportedArchitecture, from_checkpoint
+
     if not path.is_dir():
         raise ScrubError(f"model directory {path} does not exist", fix="check the path")
-    if not (path / "config.json").is_file():
+    config_file = path / "config.json"
+    if not config_file.is_file():
         raise ScrubError(
             f"{path} is not a Hugging Face model directory: config.json is missing",
             fix="pass a directory written by `model.save_pretrained(...)`",
@@ -130,35 +238,129 @@ def _load_dir(path: Path, *, name: str, bridge_name: str | None = None) -> Model
             f"{path} has no weights: none of {', '.join(weights)} exists",
             fix="save the model with `model.save_pretrained(...)` into that directory",
         )
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ScrubError(
+            f"cannot read {config_file}: {e}", fix="restore config.json from the model's source"
+        ) from None
+    tokenizer = _load_tokenizer(path)
+
+    def make_hf() -> Any:
+        from transformers import AutoModelForCausalLM
+
+        with _quiet_transformers():
+            hf = AutoModelForCausalLM.from_pretrained(
+                path, local_files_only=True, dtype=where.dtype
+            )
+        return hf.to(where.device).eval()
+
+    try:
+        w = from_checkpoint(
+            config, _read_state(path, where.device), dtype=where.dtype, device=where.device
+        )
+    except UnsupportedArchitecture as e:
+        return _hook_backend(make_hf(), tokenizer, name, str(e))
+    if where.device_map is not None:
+        w = _spread(w, where)
+    return _model(name, tokenizer, w, make_hf)
+
+
+def _load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     with _quiet_transformers():
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            if (path / "tokenizer.json").is_file():  # the fast tokenizer: no Auto* machinery
+                return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+            return AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as e:
             raise ScrubError(
                 f"cannot load a tokenizer from {path}: {e}",
                 fix="save the tokenizer with `tokenizer.save_pretrained(...)` into that directory",
             ) from e
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch.float32
+
+
+def _read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors: safetensors (one file or shards), else pytorch_model.bin."""
+    from safetensors.torch import load_file
+
+    dev = str(device)
+    if (path / "model.safetensors").is_file():
+        return load_file(path / "model.safetensors", device=dev)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_file(path / shard, device=dev))
+        return state
+    return torch.load(path / "pytorch_model.bin", map_location=dev, weights_only=True)
+
+
+def _spread(w: Any, where: Placement) -> Any:
+    """Place the layers by ``where.device_map`` (``{}`` means auto: over the visible GPUs)."""
+    from scrub.models.weights import on_layer_devices
+
+    layers = dict(where.device_map or {})
+    if not layers:
+        layers = _auto_map(len(w.layers))
+    missing = [i for i in range(len(w.layers)) if i not in layers]
+    if missing and where.device_map:
+        raise ScrubError(
+            f"device_map places layers {sorted(layers)} but the model has layers "
+            f"0-{len(w.layers) - 1}",
+            fix="give every layer a device",
         )
-    return _boot(name, hf_model, tokenizer, bridge_name=bridge_name or str(path))
+    return on_layer_devices(w, layers)
 
 
-def _boot(name: str, hf_model: Any, tokenizer: Any, *, bridge_name: str) -> Model:
-    from transformer_lens.model_bridge import TransformerBridge
+def _auto_map(n_layers: int) -> dict[int, torch.device]:
+    """Layers over the visible CUDA GPUs in proportion to their free memory, in order (the
+    split accelerate's ``device_map="auto"`` makes for a sequential stack); one device else."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        dev = resolve_device("auto")
+        return dict.fromkeys(range(n_layers), dev)
+    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
+    bounds, total, acc = [], sum(free), 0
+    for f in free:
+        acc += f
+        bounds.append(acc / total * n_layers)
+    return {
+        i: torch.device(f"cuda:{next(g for g, b in enumerate(bounds) if i < b)}")
+        for i in range(n_layers)
+    }
 
-    hf_model.eval()
-    with _quiet_transformers():
-        bridge = TransformerBridge.boot_transformers(
-            bridge_name, hf_model=hf_model, tokenizer=tokenizer, device="cpu"
-        )
-        # no_processing: keep raw HF weights (see the module docstring for what folding changes).
-        bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
-        bridge.set_use_split_qkv_input(True)
-        bridge.set_use_attn_result(True)
-    cfg = bridge.cfg
+
+def _model(name: str, tokenizer: Any, w: Any, make_hf: Callable[[], Any]) -> Model:
+    info = ModelInfo(
+        name=name,
+        n_layers=len(w.layers),
+        n_heads=w.n_heads,
+        d_model=w.d_model,
+        d_head=w.layers[0].W_Q.shape[-1],
+        d_vocab=w.W_U.shape[1],
+        n_ctx=w.n_ctx,
+        has_mlps=w.has_mlps,
+        n_kv_heads=w.n_kv_heads,
+        parallel=w.parallel,
+        arch=w.arch,
+        backend=Backend.KERNEL,
+        device=str(w.layers[0].device),
+        dtype=str(w.dtype).removeprefix("torch."),
+    )
+    return Model(tokenizer=tokenizer, info=info, weights=w, make_hf_model=make_hf)
+
+
+def _hook_backend(hf_model: Any, tokenizer: Any, name: str, why: str) -> Model:
+    """Any other architecture: experiments run with hooks on the bridge (slow but exact)."""
+    print(
+        f"scrub: {name}: {why}; running on the hook-based backend (slow but exact)",
+        file=sys.stderr,
+    )
+    model = Model(tokenizer=tokenizer, info=None, weights=None, make_hf_model=lambda: hf_model)  # type: ignore[arg-type]
+    cfg = model.bridge.cfg
+    param = next(hf_model.parameters())
     info = ModelInfo(
         name=name,
         n_layers=cfg.n_layers,
@@ -168,8 +370,48 @@ def _boot(name: str, hf_model: Any, tokenizer: Any, *, bridge_name: str) -> Mode
         d_vocab=cfg.d_vocab,
         n_ctx=cfg.n_ctx,
         has_mlps=_has_mlps(hf_model),
+        n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+        parallel=bool(getattr(cfg, "parallel_attn_mlp", False)),
+        arch=hf_model.config.model_type,
+        backend=Backend.HOOKS,
+        device=str(param.device),
+        dtype=str(param.dtype).removeprefix("torch."),
     )
-    return Model(bridge=bridge, tokenizer=tokenizer, info=info, hf_model=hf_model)
+    object.__setattr__(model, "info", info)
+    return model
+
+
+def boot_bridge(hf_model: Any, tokenizer: Any) -> Any:
+    """A TransformerBridge over ``hf_model`` in compatibility mode without weight processing,
+    with split q/k/v inputs and per-head results (see the module docstring)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf_model.eval()
+    device = next(hf_model.parameters()).device
+    name = getattr(hf_model.config, "_name_or_path", "") or hf_model.config.model_type
+    with _quiet_transformers(), _tokenizer_dir(tokenizer) as tok:
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf_model, tokenizer=tok, device=str(device)
+        )
+        # no_processing: keep raw HF weights (see the module docstring for what folding changes).
+        bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+        bridge.set_use_split_qkv_input(True)
+        bridge.set_use_attn_result(True)
+    return bridge
+
+
+@contextmanager
+def _tokenizer_dir(tokenizer: Any) -> Iterator[Any]:
+    """The bridge re-reads its tokenizer from ``name_or_path`` while booting: give a tokenizer
+    built in memory a directory that lives until the boot is done."""
+    if tokenizer.init_kwargs.get("name_or_path") or getattr(tokenizer, "name_or_path", ""):
+        yield tokenizer
+        return
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="scrub-tokenizer-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        yield AutoTokenizer.from_pretrained(tmp, local_files_only=True)
 
 
 def _has_mlps(hf_model: Any) -> bool:

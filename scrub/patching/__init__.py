@@ -13,15 +13,14 @@ _HOMES = {
     **dict.fromkeys(
         [
             "ACTIVATION_KINDS",
-            "Component",
-            "PatchInputs",
-            "RunCache",
             "activation_patch",
             "activation_scan",
-            "run_cache",
-            "run_caches",
         ],
         "scrub.patching.activation",
+    ),
+    **dict.fromkeys(
+        ["Component", "PatchInputs", "RunCache", "run_cache", "run_caches"],
+        "scrub.patching.inputs",
     ),
     **dict.fromkeys(
         ["Receivers", "path_patch", "path_scan", "sender_components"], "scrub.patching.path"

@@ -43,22 +43,25 @@ from jaxtyping import Float
 from torch import Tensor
 
 from scrub.errors import ScrubError
-from scrub.models.kernel import GPT2Weights, add_mlp, mlp
-from scrub.patching.activation import (
+from scrub.models.kernel import Proj, mlp
+from scrub.models.runs import (
+    EndPatch,
+    RunCache,
+    SlotPatch,
+    clean_keys_values,
+    logit_diff_at_end,
+    run_end_only,
+    run_free,
+)
+from scrub.models.weights import ModelWeights
+from scrub.patching.inputs import (
     DEFAULT_BUDGET_BYTES,
     Component,
     PatchInputs,
-    RunCache,
-    SlotPatch,
-    _progress,
     batch_rows,
     chunk_size,
-    heads_out,
-    ln1,
-    logit_diff_at_end,
-    project,
+    progress_bar,
     run_caches,
-    run_free,
     run_logit_diffs,
 )
 from scrub.patching.results import PatchResult, PatchSettings, build_result, check_normalization
@@ -114,7 +117,8 @@ class Receivers:
             return "logits"
         return f"{self.slot}:{','.join(f'{a}.{b}' for a, b in self.heads)}"
 
-    def check(self, n_layers: int, n_heads: int) -> None:
+    def check(self, n_layers: int, n_heads: int, n_kv_heads: int | None = None) -> None:
+        """Heads exist; in a grouped-query model, k/v receivers list whole key/value groups."""
         if self.slot not in ("logits", *SLOTS):
             raise ScrubError(f"unknown receiver slot {self.slot!r}", fix="use logits, q, k or v")
         if self.slot == "logits":
@@ -127,11 +131,32 @@ class Receivers:
                     f"receiver head {layer}.{head} does not exist: this model has layers "
                     f"0-{n_layers - 1} with heads 0-{n_heads - 1}"
                 )
+        if self.slot in ("k", "v") and n_kv_heads and n_kv_heads < n_heads:
+            ratio = n_heads // n_kv_heads
+            listed = set(self.heads)
+            for layer, head in self.heads:
+                g = head // ratio
+                group = [(layer, h) for h in range(g * ratio, (g + 1) * ratio)]
+                if not listed.issuperset(group):
+                    names = ",".join(f"{a}.{b}" for a, b in group)
+                    raise ScrubError(
+                        f"receiver {self.slot}:{layer}.{head} is ambiguous in this grouped-query "
+                        f"model: heads {names} share key/value group {g} of layer {layer}, and a "
+                        f"{self.slot} input is the group's (as TransformerLens names it)",
+                        fix=f"list the whole group, e.g. {self.slot}:{names}",
+                    )
 
     @property
     def first_layer(self) -> int:
         """The earliest receiver layer (a huge number for logits: every layer is upstream)."""
         return min((layer for layer, _ in self.heads), default=10**9)
+
+    def index(self, w: ModelWeights, layer: int) -> Tensor:
+        """What the receivers of ``layer`` patch: heads for q, key/value groups for k and v."""
+        heads = [h for lay, h in self.heads if lay == layer]
+        if self.slot == "q":
+            return torch.tensor(heads)
+        return torch.tensor(sorted({w.group_of(h) for h in heads}))
 
     def layers(self, n_layers: int) -> list[int]:
         if self.slot == "logits":
@@ -145,9 +170,13 @@ def is_upstream(sender: Component, receivers: Receivers) -> bool:
 
 
 def check_senders(
-    senders: Sequence[Component], receivers: Receivers, n_layers: int, n_heads: int
+    senders: Sequence[Component],
+    receivers: Receivers,
+    n_layers: int,
+    n_heads: int,
+    n_kv_heads: int | None = None,
 ) -> None:
-    receivers.check(n_layers, n_heads)
+    receivers.check(n_layers, n_heads, n_kv_heads)
     for s in senders:
         s.check(n_layers, n_heads, SENDER_KINDS)
         if not is_upstream(s, receivers):
@@ -163,7 +192,7 @@ def check_senders(
 
 
 def _sender_deltas(
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     clean: RunCache,
     corrupt: RunCache,
@@ -187,7 +216,7 @@ def _sender_deltas(
 
 
 def _residual_deltas(
-    w: GPT2Weights,
+    w: ModelWeights,
     clean: RunCache,
     delta: Float[Tensor, "s n p d"],
     sender_layer: int,
@@ -204,23 +233,26 @@ def _residual_deltas(
     """
     rows, cols = gather
     out: dict[int, Tensor] = {}
-    layer = sender_layer
-    if mlps == "free" and sender_is_head:  # the sender's own block's MLP reads its change
-        x = clean.resid_mid[layer][rows, cols]
-        delta = delta + mlp(w, layer, x + delta) - clean.mlp_out[layer][rows, cols]
+
+    def through_mlp(layer: int, delta: Tensor) -> Tensor:
+        x = clean.mlp_in[layer][rows, cols]
+        return delta + mlp(w, layer, x + delta).to(delta.device) - clean.mlp_out[layer][rows, cols]
+
+    # The sender's own block's MLP reads a head's change, unless attention and MLP are parallel.
+    if mlps == "free" and sender_is_head and not w.parallel:
+        delta = through_mlp(sender_layer, delta)
     for layer in range(sender_layer + 1, max(targets) + 1):
         if layer in targets:
             out[layer] = delta
         if layer == max(targets):
             break
         if mlps == "free":
-            x = clean.resid_mid[layer][rows, cols]
-            delta = delta + mlp(w, layer, x + delta) - clean.mlp_out[layer][rows, cols]
+            delta = through_mlp(layer, delta)
     return out
 
 
 def _all_deltas(
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     clean: RunCache,
     corrupt: RunCache,
@@ -252,20 +284,8 @@ def _all_deltas(
 # ----------------------------------------------------------------------------- step 2
 
 
-def _clean_keys_values(
-    w: GPT2Weights, clean: RunCache, first: int
-) -> dict[int, tuple[Float[Tensor, "n t head d_head"], Float[Tensor, "n t head d_head"]]]:
-    """Every head's clean keys and values from layer ``first`` on: the same for every sender
-    chunk of :func:`_run_end_only`, so they are projected once per experiment."""
-    out = {}
-    for layer in range(first, len(w.layers)):
-        x_clean = ln1(w, layer, clean.resid_pre[layer])
-        out[layer] = project(w, layer, x_clean, "k"), project(w, layer, x_clean, "v")
-    return out
-
-
 def _run_end_only(
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     clean: RunCache,
     clean_kv: dict[int, tuple[Tensor, Tensor]],
@@ -273,40 +293,24 @@ def _run_end_only(
     deltas: dict[int, Float[Tensor, "s n d"]],
 ) -> Float[Tensor, "s n"]:
     """Step 2 when receivers are patched at END only: only END changes, keys elsewhere are clean
-    (``clean_kv``, from :func:`_clean_keys_values`)."""
-    n = inputs.n
-    rows, end = torch.arange(n), inputs.end
+    (``clean_kv``, from :func:`scrub.models.runs.clean_keys_values`)."""
+    rows, end = torch.arange(inputs.n), inputs.end
     first = receivers.first_layer
     k = next(iter(deltas.values())).shape[0]
-    x = clean.resid_pre[first][rows, end].expand(k, n, -1)
-    pad = ~inputs.mask[None, :, None, :]
-    for layer in range(first, len(w.layers)):
-        lw = w.layers[layer]
-        keys, values = clean_kv[layer]  # [n, t, H, e]
-        x_ln = ln1(w, layer, x)
-        qkv = {slot: project(w, layer, x_ln, slot) for slot in SLOTS}  # [s,n,H,e] at END
-        heads = [h for lay, h in receivers.heads if lay == layer]
-        if heads:
-            patched = ln1(w, layer, clean.resid_pre[layer][rows, end] + deltas[layer])
-            qkv[receivers.slot][:, :, heads] = project(
-                w, layer, patched, receivers.slot, torch.tensor(heads)
-            )
-        scores = torch.einsum("snhe,nthe->snht", qkv["q"], keys) / lw.attn_scale
-        scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
-        at_end = end[None, :, None, None].expand(k, n, scores.shape[2], 1)
-        end_score = (qkv["q"] * qkv["k"]).sum(-1, keepdim=True) / lw.attn_scale
-        pattern = scores.scatter(-1, at_end, end_score).softmax(-1)
-        p_end = pattern.gather(-1, at_end)  # [s,n,H,1]
-        # sum_t p_t v_t with END's value replaced: the clean sum plus p_END * (v_new - v_clean).
-        z = torch.einsum("snht,nthe->snhe", pattern, values)
-        z = z + p_end * (qkv["v"] - values[rows, end][None])
-        x = x + heads_out(w, layer, z)
-        x = add_mlp(w, layer, x)
-    return logit_diff_at_end(w, x.reshape(k * n, -1), batch_rows(inputs.answers, k)).reshape(k, n)
+    patches = {
+        layer: EndPatch(
+            receivers.index(w, layer),
+            Proj(receivers.slot),
+            clean.resid_pre[layer][rows, end] + deltas[layer],
+        )
+        for layer in receivers.layers(len(w.layers))
+    }
+    x = clean.resid_pre[first][rows, end].expand(k, inputs.n, -1)
+    return run_end_only(w, x, first, clean_kv, inputs.mask, end, inputs.answers, patches)
 
 
 def _run_all_positions(
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     clean: RunCache,
     receivers: Receivers,
@@ -318,15 +322,13 @@ def _run_all_positions(
     where = batch_rows(inputs.position_mask(receivers.position), k)
     patches = {}
     for layer in receivers.layers(len(w.layers)):
-        heads = torch.tensor([h for lay, h in receivers.heads if lay == layer])
         value = (clean.resid_pre[layer][None] + deltas[layer]).flatten(0, 1)
-        patches[layer] = SlotPatch(heads, receivers.slot, value, where)
+        patches[layer] = SlotPatch(receivers.index(w, layer), Proj(receivers.slot), value, where)
     first = receivers.first_layer
     ld = run_free(
         w,
         batch_rows(clean.resid_pre[first], k),
         first,
-        "pre",
         batch_rows(inputs.mask, k),
         batch_rows(inputs.end, k),
         batch_rows(inputs.answers, k),
@@ -339,7 +341,7 @@ def _run_all_positions(
 
 
 def path_patch(
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     senders: Sequence[Component],
     receivers: Receivers,
@@ -360,7 +362,7 @@ def path_patch(
     if mlps not in MLP_MODES:
         raise ScrubError(f"unknown MLP mode {mlps!r}", fix="use free or frozen")
     n_layers = len(w.layers)
-    check_senders(senders, receivers, n_layers, w.n_heads)
+    check_senders(senders, receivers, n_layers, w.n_heads, w.n_kv_heads)
     for s in senders:
         inputs.position_mask(s.position)  # validates position names before any work
     if receivers.position is not None:
@@ -372,23 +374,23 @@ def path_patch(
     )
     targets = receivers.layers(n_layers)
     n, t = inputs.clean.shape
-    size = chunk_size(n, 1 if end_only else t, w.W_E.shape[1], budget)
-    out = torch.empty(len(senders), n, dtype=w.W_E.dtype)
+    size = chunk_size(n, 1 if end_only else t, w.d_model, budget)
+    out = torch.empty(len(senders), n, dtype=w.dtype)
     chunks = [list(range(i, min(i + size, len(senders)))) for i in range(0, len(senders), size)]
     with torch.no_grad():
         if end_only and receivers.slot != "logits":
-            clean_kv = _clean_keys_values(w, clean, receivers.first_layer)
-        for idx in _progress(chunks, progress, "path patching"):
+            clean_kv = clean_keys_values(w, clean, receivers.first_layer)
+        for idx in progress_bar(chunks, progress, "path patching"):
             group = [senders[i] for i in idx]
             deltas = _all_deltas(w, inputs, clean, corrupt, group, targets, end_only, mlps)
             if receivers.slot == "logits":
-                final = clean.final_end[None] + deltas[n_layers]
+                final = clean.final_end[None] + deltas[n_layers].to(clean.final_end.device)
                 ld = logit_diff_at_end(w, final.flatten(0, 1), batch_rows(inputs.answers, len(idx)))
-                out[idx] = ld.reshape(len(idx), n)
+                out[idx] = ld.reshape(len(idx), n).cpu()
             elif end_only:
-                out[idx] = _run_end_only(w, inputs, clean, clean_kv, receivers, deltas)
+                out[idx] = _run_end_only(w, inputs, clean, clean_kv, receivers, deltas).cpu()
             else:
-                out[idx] = _run_all_positions(w, inputs, clean, receivers, deltas)
+                out[idx] = _run_all_positions(w, inputs, clean, receivers, deltas).cpu()
     return out
 
 
@@ -428,7 +430,7 @@ def path_scan(
     >>> res = path_scan(model, inputs, "heads", Receivers("logits"))  # doctest: +SKIP
     """
     normalization = check_normalization(normalization)
-    w = GPT2Weights.from_hf(model.hf_model)
+    w = model.weights
     n_layers = len(w.layers)
     receivers.check(n_layers, w.n_heads)
     if isinstance(senders, str):
@@ -439,7 +441,7 @@ def path_scan(
         name = ",".join(
             f"{c.kind}:{c.layer}" + (f".{c.head}" if c.head is not None else "") for c in comps
         )
-        check_senders(comps, receivers, n_layers, w.n_heads)
+        check_senders(comps, receivers, n_layers, w.n_heads, w.n_kv_heads)
     live = [i for i, c in enumerate(comps) if is_upstream(c, receivers)]
     caches = run_caches(w, inputs)
     per_example = torch.full((len(comps), inputs.n), float("nan"))

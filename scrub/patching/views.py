@@ -23,8 +23,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from scrub.atomic import atomic_path
-from scrub.models.kernel import GPT2Weights, attention
-from scrub.patching.activation import PatchInputs, RunCache, run_cache
+from scrub.models.kernel import attention
+from scrub.models.weights import ModelWeights, Norm
+from scrub.patching.inputs import PatchInputs, RunCache, run_cache
 from scrub.patching.results import PatchResult
 
 
@@ -172,7 +173,7 @@ def write_bytes(data: bytes | str, path: Path) -> None:
 
 
 def attention_patterns(
-    w: GPT2Weights, inputs: PatchInputs, heads: list[tuple[int, int]], row: int = 0
+    w: ModelWeights, inputs: PatchInputs, heads: list[tuple[int, int]], row: int = 0
 ) -> Float[Tensor, "heads t t"]:
     """The clean run's attention patterns of ``heads`` on prompt ``row`` (real tokens only)."""
     length = int(inputs.mask[row].sum())
@@ -187,7 +188,7 @@ def attention_patterns(
 
 
 def attention_png(
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     heads: list[tuple[int, int]],
     str_tokens: list[str],
@@ -208,24 +209,31 @@ def attention_png(
 
 
 def direct_logit_attribution(
-    w: GPT2Weights, inputs: PatchInputs, cache: RunCache | None = None
+    w: ModelWeights, inputs: PatchInputs, cache: RunCache | None = None
 ) -> Float[Tensor, "layer head"]:
     """Each head's direct effect on logit(IO) - logit(S) at END, averaged over prompts.
 
-    A head's result at END is centred and divided by the final LayerNorm's scale of the clean run
-    (the LayerNorm is frozen, as is usual for DLA), then read through ln_f's weight and the
-    unembedding difference of the answers.
+    A head's result at END is centred (LayerNorm models) and divided by the final norm's scale
+    of the clean run (the norm is frozen, as is usual for DLA), then read through the final
+    norm's weight and the unembedding difference of the answers.
     """
     cache = cache or run_cache(w, inputs.clean, inputs.mask, inputs.end)
     rows, end = torch.arange(inputs.n), inputs.end
     final = cache.final_end
-    scale = (final.var(-1, unbiased=False, keepdim=True) + w.eps).sqrt()  # [n, 1]
-    direction = (w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]) * w.ln_f_w  # [n,d]
+    layer_norm = w.norm is Norm.LAYER
+    spread = (
+        final.var(-1, unbiased=False, keepdim=True)
+        if layer_norm
+        else final.pow(2).mean(-1, keepdim=True)
+    )
+    scale = (spread + w.eps).sqrt()  # [n, 1]
+    direction = (w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]) * w.norm_f_w
     out = torch.zeros(len(w.layers), w.n_heads)
     for layer, lw in enumerate(w.layers):
         z = cache.z[layer][rows, end]  # [n, H, e]
         result = torch.einsum("nhe,hed->nhd", z, lw.W_O)
-        result = result - result.mean(-1, keepdim=True)
+        if layer_norm:
+            result = result - result.mean(-1, keepdim=True)
         out[layer] = (result / scale[:, None] * direction[:, None]).sum(-1).mean(0)
     return out
 

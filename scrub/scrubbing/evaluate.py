@@ -1,17 +1,19 @@
-"""Fast evaluation of a treeified hypothesis on the functional kernel.
+"""Fast evaluation of a treeified hypothesis on the model layer's cached run.
 
 Why this is exact and cheap: in the treeified model, every tree node's *world* is a clean run on
 one dataset row, except for the node's own components, whose slot inputs are patched by their
 children (design.md, "Causal-scrubbing semantics"). Clean runs on the same row are identical, so
-one batched clean pass over the distinct rows an assignment uses provides every world; the pass
-keeps only the activations some node reads, and a row stops after the last layer anything reads
-from it. Then each internal node recomputes just its own components (only at their positions,
-one head at a time) from patched slot inputs, bottom-up, and the output node unembeds only END,
-only the two answer columns when the metric is the logit difference.
+one batched clean pass over the distinct rows an assignment uses provides every world
+(:func:`scrub.models.runs.shared_run`, which also computes shared prompt prefixes once); the
+pass keeps only the activations some node reads, and a row stops after the last layer anything
+reads from it. Then each internal node recomputes just its own components (only at their
+positions, one head at a time) from patched slot inputs, bottom-up, and the output node unembeds
+only END, only the two answer columns when the metric is the logit difference.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,46 +23,69 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from scrub.models import kernel
+from scrub.models.runs import shared_run
+from scrub.models.weights import ModelWeights
 from scrub.scrubbing.hypothesis import Component, Head, Mlp, Slot
 from scrub.scrubbing.tree import Assignment, TreeNode
 from scrub.scrubbing.validate import can_feed
 
 
+class Act(enum.Enum):
+    """Activations of the clean pass the evaluation can read."""
+
+    EMBED = "embed"
+    RESID_PRE = "resid_pre"  # a head's slots read it
+    MLP_IN = "mlp_in"  # an MLP's slot reads it
+    HEAD = "head"  # a head's result (no b_O)
+    MLP = "mlp"  # an MLP's output
+    FINAL = "final"  # the final residual stream at END only: [n, d_model]
+
+
 @dataclass(frozen=True)
 class Need:
-    """An activation of the clean pass: kind in {embed, resid_pre, resid_mid, head, mlp, final}."""
+    """An activation of the clean pass, at a layer (and head)."""
 
-    kind: str
+    kind: Act
     layer: int = -1
     head: int = -1
+
+    def blocks(self, n_layers: int) -> int:
+        """How many blocks a row must run to provide this."""
+        if self.kind is Act.FINAL:
+            return n_layers
+        if self.kind in (Act.HEAD, Act.MLP, Act.MLP_IN):
+            return self.layer + 1
+        return max(self.layer, 0)
 
 
 def _source(c: Component) -> Need:
     """The clean activation holding ``c``'s output."""
     if isinstance(c, Head):
-        return Need("head", c.layer, c.head)
+        return Need(Act.HEAD, c.layer, c.head)
     if isinstance(c, Mlp):
-        return Need("mlp", c.layer)
-    return Need("embed")
+        return Need(Act.MLP, c.layer)
+    return Need(Act.EMBED)
 
 
 def _slot_base(c: Component) -> Need:
     """The clean activation ``c``'s slots read before patching."""
-    return Need("resid_pre", c.layer) if isinstance(c, Head) else Need("resid_mid", c.layer)
-
-
-def _depth(need: Need, n_layers: int) -> int:
-    return n_layers if need.kind == "final" else max(need.layer, 0)
+    return Need(Act.RESID_PRE, c.layer) if isinstance(c, Head) else Need(Act.MLP_IN, c.layer)
 
 
 class CleanCache:
-    """Activations of one batched clean pass, gathered by dataset row."""
+    """Activations of one batched clean pass, gathered by dataset row.
+
+    Rows are grouped by how deep they must run (and whether any node reads the last block away
+    from END, which then runs at every position), and each group runs in chunks under
+    ``max_bytes`` of live activations.
+    """
 
     def __init__(
         self,
-        w: kernel.GPT2Weights,
+        w: ModelWeights,
         tokens: Int[Tensor, "n t"],
         mask: Bool[Tensor, "n t"],
+        end: Int[Tensor, " n"],
         needs: Mapping[Need, np.ndarray],
         *,
         max_bytes: int,
@@ -69,65 +94,71 @@ class CleanCache:
         n_layers = len(w.layers)
         rows = np.unique(np.concatenate([np.asarray(r) for r in needs.values()]))
         self._index = np.full(tokens.shape[0], -1, dtype=np.int64)
-        depth = np.zeros(len(rows), dtype=np.int64)
         self._index[rows] = np.arange(len(rows))
+        depth = np.zeros(len(rows), dtype=np.int64)
+        full_last = np.zeros(len(rows), dtype=bool)
         self._members: dict[Need, tuple[np.ndarray, Tensor]] = {}
-        t, d = tokens.shape[1], w.W_E.shape[1]
+        t, d = tokens.shape[1], w.d_model
         for need, r in needs.items():
             r = np.unique(np.asarray(r))
             slot = np.full(len(rows), -1, dtype=np.int64)
             slot[self._index[r]] = np.arange(len(r))
-            self._members[need] = (slot, torch.empty(len(r), t, d, dtype=w.W_E.dtype))
-            depth[self._index[r]] = np.maximum(depth[self._index[r]], _depth(need, n_layers))
-        # Deepest rows first, so the rows still running at any layer are a prefix of the chunk.
-        order = np.argsort(-depth, kind="stable")
-        h = w.n_heads
-        per_row = 4 * t * (d * (h + 10) + 2 * h * t + 4 * d)  # live float32 bytes of one row
-        # Chunks of at most 128 rows: larger batches stop getting faster on a CPU and only cost
-        # memory (measured on GPT-2-small shapes).
-        chunk = max(1, min(128, int(max_bytes // per_row)))
-        starts = range(0, len(order), chunk)
-        if progress and len(starts) > 1:
+            shape = (len(r), d) if need.kind is Act.FINAL else (len(r), t, d)
+            self._members[need] = (slot, torch.empty(shape, dtype=w.dtype, device=w.W_U.device))
+            at = self._index[r]
+            depth[at] = np.maximum(depth[at], need.blocks(n_layers))
+            if need.layer == n_layers - 1 and need.kind is not Act.RESID_PRE:
+                full_last[at] = True  # read away from END: the last block at every position
+        elt = torch.finfo(w.dtype).bits // 8
+        per_row = elt * t * (d * (6 * n_layers + 10) + 2 * w.n_heads * t)
+        chunk = max(1, min(256, int(max_bytes // per_row)))
+        jobs = []
+        for key in sorted({(int(a), bool(b)) for a, b in zip(depth, full_last)}, reverse=True):
+            idx = np.flatnonzero((depth == key[0]) & (full_last == key[1]))
+            jobs += [(key, idx[s : s + chunk]) for s in range(0, len(idx), chunk)]
+        if progress and len(jobs) > 1:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="scrub pass", unit="chunk")
+            jobs = tqdm(jobs, desc="scrub pass", unit="chunk")
         with torch.no_grad():
-            for s in starts:
-                idx = order[s : s + chunk]
-                self._run(w, tokens[rows[idx]], mask[rows[idx]], idx, depth[idx], n_layers)
+            for (blocks, full), idx in jobs:
+                r = torch.from_numpy(rows[idx])
+                # Padded positions computed as HF does: an all-position child's output there
+                # can land on a real position of a longer row (see alignment_warnings).
+                (cache,) = shared_run(
+                    w,
+                    tokens[r],
+                    mask[r],
+                    end[r],
+                    depth=blocks,
+                    last_at_end=not full,
+                    exact_padding=True,
+                )
+                self._store_all(w, cache, idx)
         self.n_rows = len(rows)
 
-    def _store(self, need: Need, idx: np.ndarray, act: Tensor) -> None:
-        member = self._members.get(need)
-        if member is None:
-            return
-        slot, buf = member
-        at = slot[idx[: act.shape[0]]]
-        keep = at >= 0
-        if keep.any():
-            buf[torch.from_numpy(at[keep])] = act[torch.from_numpy(keep)]
+    def _store_all(self, w: ModelWeights, cache, idx: np.ndarray) -> None:
+        for need, (slot, buf) in self._members.items():
+            at = slot[idx]
+            keep = at >= 0
+            if not keep.any():
+                continue
+            if need.kind is Act.EMBED:
+                act = cache.resid_pre[0]
+            elif need.kind is Act.RESID_PRE:
+                act = cache.resid_pre[need.layer]
+            elif need.kind is Act.MLP_IN:
+                act = cache.mlp_in[need.layer]
+            elif need.kind is Act.HEAD:
+                act = cache.head_result(w, need.layer, need.head)
+            elif need.kind is Act.MLP:
+                act = cache.mlp_out[need.layer]
+            else:
+                act = cache.final_end
+            buf[torch.from_numpy(at[keep])] = act[torch.from_numpy(keep)].to(buf.device)
 
-    def _run(self, w, tokens, mask, idx, depth, n_layers) -> None:
-        resid = kernel.embed(w, tokens)
-        self._store(Need("embed"), idx, resid)
-        for layer, lw in enumerate(w.layers):
-            active = int((depth >= layer).sum())
-            if active == 0:
-                return
-            resid, mask = resid[:active], mask[:active]
-            self._store(Need("resid_pre", layer), idx, resid)
-            z = kernel.self_attention_z(w, layer, resid, mask)
-            for hd in range(w.n_heads):  # per-head results only for heads some node reads
-                if Need("head", layer, hd) in self._members:
-                    self._store(Need("head", layer, hd), idx, z[:, :, hd] @ lw.W_O[hd])
-            resid = resid + z.flatten(2) @ lw.W_O.flatten(0, 1) + lw.b_O
-            self._store(Need("resid_mid", layer), idx, resid)
-            out = kernel.mlp(w, layer, resid)
-            self._store(Need("mlp", layer), idx, out)
-            resid = resid + out
-        self._store(Need("final"), idx, resid[: int((depth >= n_layers).sum())])
-
-    def get(self, need: Need, rows: np.ndarray) -> Float[Tensor, "n t d"]:
+    def get(self, need: Need, rows: np.ndarray) -> Tensor:
+        """[len(rows), t, d] (or [len(rows), d] for the final residual at END)."""
         slot, buf = self._members[need]
         return buf[torch.from_numpy(slot[self._index[rows]])]
 
@@ -136,7 +167,7 @@ def needs_of(
     tree: TreeNode, a: Assignment, ref: np.ndarray, random_rows: np.ndarray
 ) -> dict[Need, list[np.ndarray]]:
     """Which clean activations the evaluation reads, on which rows."""
-    needs: dict[Need, list[np.ndarray]] = {Need("final"): [ref, random_rows, a.other[tree.path]]}
+    needs: dict[Need, list[np.ndarray]] = {Need(Act.FINAL): [ref, random_rows, a.world(tree)]}
 
     def add(need: Need, rows: np.ndarray) -> None:
         needs.setdefault(need, []).append(rows)
@@ -165,13 +196,16 @@ class TreeEvaluator:
 
     def __init__(
         self,
-        w: kernel.GPT2Weights,
+        w: ModelWeights,
         cache: CleanCache,
         a: Assignment,
         positions: Mapping[str, Tensor],
         mask: Bool[Tensor, "n t"],
     ):
         self.w, self.cache, self.a, self.pos, self.mask = w, cache, a, positions, mask
+
+    def _feeds(self, c: Component, target: Component | None, slot: Slot) -> bool:
+        return can_feed(c, target, slot, parallel=self.w.parallel)
 
     def outputs(self, t: TreeNode) -> dict[Component, Tensor]:
         """Each component's output [n, 1, d] at its named position or [n, t, d] at all."""
@@ -198,7 +232,7 @@ class TreeEvaluator:
             if kid.slot is not slot:
                 continue
             for c, out in outs.items():
-                if not can_feed(c, target, slot):
+                if not self._feeds(c, target, slot):
                     continue
                 clean = self.cache.get(_source(c), world)
                 p = _positions(self.pos, c.position, world)
@@ -237,10 +271,23 @@ class TreeEvaluator:
         """The output node's final residual at END of its world, with children patched in."""
         world = self.a.world(tree)
         kids = [(k, self.outputs(k)) for k in tree.children]
+        ar = torch.arange(len(world))
         end = self.pos["END"][torch.from_numpy(world)]
-        base = self.cache.get(Need("final"), world)
-        x = self.patched_slot(base, Slot.RESID, None, world, kids)
-        return x[torch.arange(len(world)), end]
+        x = self.cache.get(Need(Act.FINAL), world).clone()
+        for kid, outs in kids:
+            if kid.slot is not Slot.RESID:
+                continue
+            for c, out in outs.items():
+                if not self._feeds(c, None, Slot.RESID):
+                    continue
+                clean = self.cache.get(_source(c), world)
+                p = _positions(self.pos, c.position, world)
+                if p is None:
+                    x += out[ar, end] - clean[ar, end]
+                else:  # a named position adds to the final residual at END only if it is END
+                    hit = (p == end)[:, None].to(x.device)
+                    x += torch.where(hit, out[:, 0] - clean[ar, p], 0.0)
+        return x
 
 
-__all__ = ["CleanCache", "Need", "TreeEvaluator", "needs_of"]
+__all__ = ["Act", "CleanCache", "Need", "TreeEvaluator", "needs_of"]

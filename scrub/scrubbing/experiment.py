@@ -12,7 +12,7 @@ import torch
 from scrub import metrics
 from scrub.errors import ScrubError
 from scrub.models import kernel
-from scrub.scrubbing.evaluate import CleanCache, Need, TreeEvaluator, needs_of
+from scrub.scrubbing.evaluate import Act, CleanCache, Need, TreeEvaluator, needs_of
 from scrub.scrubbing.hypothesis import Hypothesis
 from scrub.scrubbing.result import Recovered, ScrubResult, cancellation_warnings
 from scrub.scrubbing.tree import Assignment, TreeNode, sample, treeify
@@ -23,7 +23,15 @@ DEFAULT_MAX_MEMORY = 2 * 1024**3
 
 def plan(hypothesis: Hypothesis, info, dataset, *, n: int | None, seed: int):
     """Validate and sample: the tree, the assignment, the reference and random-baseline rows."""
-    check_against(hypothesis, info.n_layers, info.n_heads, dataset.positions, dataset.features)
+    check_against(
+        hypothesis,
+        info.n_layers,
+        info.n_heads,
+        dataset.positions,
+        dataset.features,
+        n_kv_heads=getattr(info, "n_kv_heads", None),
+        parallel=getattr(info, "parallel", False),
+    )
     pool = len(dataset)
     n = pool if n is None else n
     if not 1 <= n <= pool:
@@ -68,25 +76,30 @@ def scrub_hypothesis(
     metrics.check_metric(metric)
     tree, drawn, ref, random_rows = plan(hypothesis, model.info, dataset, n=n, seed=seed)
     a = assignment or drawn
-    w = kernel.GPT2Weights.from_hf(model.hf_model)
+    w = model.weights
     needs = {k: np.concatenate(v) for k, v in needs_of(tree, a, ref, random_rows).items()}
     cache = CleanCache(
-        w, dataset.tokens, dataset.mask, needs, max_bytes=max_memory, progress=progress
+        w,
+        dataset.tokens,
+        dataset.mask,
+        dataset.positions["END"],
+        needs,
+        max_bytes=max_memory,
+        progress=progress,
     )
     ev = TreeEvaluator(w, cache, a, dataset.positions, dataset.mask)
-    end = dataset.positions["END"]
     answers = dataset.answers[torch.from_numpy(ref)]
     cols = answers if metric == "logit-diff" else None
 
     def at_end(rows):
-        return cache.get(Need("final"), rows)[torch.arange(len(rows)), end[torch.from_numpy(rows)]]
+        return cache.get(Need(Act.FINAL), rows)
 
     with torch.no_grad():
         clean_logits = kernel.unembed(w, at_end(ref), cols)
         random_logits = kernel.unembed(w, at_end(random_rows), cols)
         scrub_logits = kernel.unembed(w, ev.final_at_end(tree), cols)
         series = [
-            _metric(metric, x, answers, clean_logits).numpy().astype(np.float64)
+            _metric(metric, x.cpu(), answers, clean_logits.cpu()).numpy().astype(np.float64)
             for x in (clean_logits, scrub_logits, random_logits)
         ]
     clean, scrubbed, random = series

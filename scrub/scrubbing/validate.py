@@ -16,11 +16,14 @@ from scrub.scrubbing.hypothesis import OUTPUT, Component, Embed, Head, Hypothesi
 _HEAD_SLOTS = (Slot.Q, Slot.K, Slot.V)
 
 
-def can_feed(child: Component, parent: Component | None, slot: Slot) -> bool:
+def can_feed(
+    child: Component, parent: Component | None, slot: Slot, *, parallel: bool = False
+) -> bool:
     """Whether ``child``'s output is upstream of ``parent``'s ``slot`` (None = the output).
 
     A head in layer L reads embeddings, heads and MLPs of earlier layers; an MLP in layer L also
-    reads the heads of layer L.
+    reads the heads of layer L, except in ``parallel`` blocks (GPT-NeoX), where attention and
+    MLP both read the block's input.
     """
     if parent is None:
         return slot is Slot.RESID
@@ -32,7 +35,7 @@ def can_feed(child: Component, parent: Component | None, slot: Slot) -> bool:
         return False
     if isinstance(child, Embed):
         return True
-    if isinstance(child, Head) and isinstance(parent, Mlp):
+    if isinstance(child, Head) and isinstance(parent, Mlp) and not parallel:
         return child.layer <= parent.layer
     return child.layer < parent.layer
 
@@ -86,8 +89,19 @@ def check_structure(h: Hypothesis) -> None:
         raise ScrubError(f"nodes {orphans} do not reach the output", fix="connect them")
 
 
-def check_against(h: Hypothesis, n_layers: int, n_heads: int, positions, features) -> None:
-    """Components exist, edges go forward, positions and features exist in the dataset."""
+def check_against(
+    h: Hypothesis,
+    n_layers: int,
+    n_heads: int,
+    positions,
+    features,
+    *,
+    n_kv_heads: int | None = None,
+    parallel: bool = False,
+) -> None:
+    """Components exist, edges go forward (``parallel``: MLP L does not read layer L's heads),
+    positions and features exist in the dataset, and in a grouped-query model (``n_kv_heads``
+    < ``n_heads``) every node whose k or v slot is fed holds whole key/value groups."""
     check_structure(h)
     for n in h.nodes:
         for c in n.components:
@@ -106,12 +120,35 @@ def check_against(h: Hypothesis, n_layers: int, n_heads: int, positions, feature
         for rule in (n.rule, n.other):
             _check_rule(rule, n.name, features)
         for f in n.feeds:
-            _check_edge(h, n, f.parent, f.slot)
+            _check_edge(h, n, f.parent, f.slot, parallel)
     _check_rule(h.output_other, OUTPUT, features)
+    if n_kv_heads is not None and n_kv_heads < n_heads:
+        _check_whole_groups(h, n_heads // n_kv_heads)
     _check_no_double_claims(h)
 
 
-def _check_edge(h: Hypothesis, child, parent_name: str, slot: Slot) -> None:
+def _check_whole_groups(h: Hypothesis, ratio: int) -> None:
+    """In a grouped-query model a head's k/v input is its key/value group's (as TransformerLens
+    names them): patching it for some heads of a group and not others is ambiguous."""
+    for n in h.nodes:
+        slots = {slot.value for _, slot in h.children(n.name) if slot in (Slot.K, Slot.V)}
+        if not slots:
+            continue
+        heads = {(c.layer, c.head, c.position) for c in n.components if isinstance(c, Head)}
+        for layer, head, position in sorted(heads, key=str):
+            g = head // ratio
+            group = [(layer, x, position) for x in range(g * ratio, (g + 1) * ratio)]
+            if not heads.issuperset(group):
+                names = " ".join(f"{a}.{b}" for a, b, _ in group)
+                raise ScrubError(
+                    f"node {n.name!r}: its {'/'.join(sorted(slots))} slot is fed, but in this "
+                    f"grouped-query model head {layer}.{head}'s keys and values are those of its "
+                    f"key/value group {g} (heads {names}), which the node holds only in part",
+                    fix=f"put all of heads {names} in the node, or feed only its q slot",
+                )
+
+
+def _check_edge(h: Hypothesis, child, parent_name: str, slot: Slot, parallel: bool) -> None:
     parents = [None] if parent_name == OUTPUT else list(h.node(parent_name).components)
     if parent_name == OUTPUT and slot is not Slot.RESID:
         raise ScrubError(f"node {child.name!r} feeds the output through {slot.value}")
@@ -123,11 +160,17 @@ def _check_edge(h: Hypothesis, child, parent_name: str, slot: Slot) -> None:
                 f"no {'MLP' if slot is Slot.MLP else 'head'} to read it",
                 fix="feed q, k or v of heads, or mlp of MLPs",
             )
-    if not any(can_feed(c, p, slot) for c in child.components for p in parents):
+    if not any(can_feed(c, p, slot, parallel=parallel) for c in child.components for p in parents):
         layers = sorted({getattr(c, "layer", -1) for c in child.components})
+        why = (
+            " (attention and MLP run in parallel in this model: MLP L does not read layer L's "
+            "heads)"
+            if parallel and slot is Slot.MLP
+            else ""
+        )
         raise ScrubError(
             f"node {child.name!r} (layers {layers}) cannot feed {parent_name!r}.{slot.value}: "
-            f"none of its components is upstream of the parent's components",
+            f"none of its components is upstream of the parent's components{why}",
             fix="edges go from earlier layers to later ones (or to the output)",
         )
 
