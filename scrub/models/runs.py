@@ -450,7 +450,6 @@ def run_end_only(
     key and value are recomputed, and ``patches[L]`` replaces some slots' inputs at END.
     """
     s, n = x.shape[:2]
-    rows = torch.arange(n)
     for layer in range(first, len(w.layers)):
         lw = w.layers[layer]
         x = x.to(lw.device)

@@ -72,7 +72,8 @@ class UnsupportedArchitecture(ScrubError):
 @dataclass(frozen=True)
 class Rotary:
     """Rotary embeddings on the first ``dim`` features of every query and key head
-    (``rotate_half`` pairing, as GPT-NeoX and Llama use), with ``cos``/``sin`` tables per position."""
+    (``rotate_half`` pairing, as GPT-NeoX and Llama use), with ``cos``/``sin`` tables per
+    position."""
 
     dim: int
     cos: Float[Tensor, "n_ctx dim"]
