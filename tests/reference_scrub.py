@@ -55,8 +55,15 @@ class ReferenceEngine:
         out = {}
         for c in node.node.components:
             if isinstance(c, Head):
+                # k and v inputs are per key/value group in grouped-query models.
+                ratio = self.model.info.n_heads // self.model.info.n_kv_heads
                 hooks = [
-                    (Site(_SLOT_SITE[s], c.layer), self._patcher(s, c, world, kids, c.head))
+                    (
+                        Site(_SLOT_SITE[s], c.layer),
+                        self._patcher(
+                            s, c, world, kids, c.head if s is Slot.Q else c.head // ratio
+                        ),
+                    )
                     for s in (Slot.Q, Slot.K, Slot.V)
                 ]
             else:
@@ -73,7 +80,7 @@ class ReferenceEngine:
             for kid, outs in kids
             if kid.slot is slot
             for c, v in outs.items()
-            if can_feed(c, target, slot)
+            if can_feed(c, target, slot, parallel=self.model.info.parallel)
         ]
         clean = self._run_cache(world, [c for c, _ in comps]) if comps else {}
         delta = None

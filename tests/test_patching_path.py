@@ -86,8 +86,12 @@ def reference_path_patch(
     )
     rmask = inputs.position_mask(receivers.position)[:, :, None, None]
 
+    ratio = model.info.n_heads // model.info.n_kv_heads
+
     def patch_in(layer: int):
         heads = [h for lay, h in receivers.heads if lay == layer]
+        if receivers.slot != "q":  # k and v inputs are per key/value group
+            heads = sorted({h // ratio for h in heads})
 
         def fn(x: torch.Tensor) -> torch.Tensor:
             x = x.clone()

@@ -94,7 +94,7 @@ def activation_patch(
         comp.check(n_layers, n_heads, ACTIVATION_KINDS)
     wheres = [inputs.position_mask(c.position) for c in components]  # validates positions early
     clean, corrupt = caches or run_caches(w, inputs)
-    out = torch.full((len(components), inputs.n), float("nan"))
+    out = torch.full((len(components), inputs.n), float("nan"), dtype=w.dtype)
     groups: dict[tuple[int, bool], list[tuple[int, Tensor]]] = {}
     with torch.no_grad():
         for i, (comp, where) in enumerate(zip(components, wheres)):

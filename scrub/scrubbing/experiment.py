@@ -48,6 +48,12 @@ def plan(hypothesis: Hypothesis, info, dataset, *, n: int | None, seed: int):
     return tree, assignment, ref, random_rows
 
 
+def _host(x: torch.Tensor) -> torch.Tensor:
+    """Logits on the CPU, half precision widened to float32 (numpy has no bfloat16)."""
+    x = x.cpu()
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def _metric(name: str, logits_at_end, answers, clean_logits=None):
     if name == "logit-diff":
         return metrics.logit_diff_from_pair(logits_at_end)
@@ -99,7 +105,7 @@ def scrub_hypothesis(
         random_logits = kernel.unembed(w, at_end(random_rows), cols)
         scrub_logits = kernel.unembed(w, ev.final_at_end(tree), cols)
         series = [
-            _metric(metric, x.cpu(), answers, clean_logits.cpu()).numpy().astype(np.float64)
+            _metric(metric, _host(x), answers, _host(clean_logits)).numpy().astype(np.float64)
             for x in (clean_logits, scrub_logits, random_logits)
         ]
     clean, scrubbed, random = series
