@@ -26,9 +26,19 @@ from scrub.models.kernel import forward
 from scrub.patching import Component, Receivers, path_patch
 from scrub.patching.path import sender_components
 from scrub.scrubbing.experiment import plan, scrub_hypothesis
-from scrub.scrubbing.hypothesis import OUTPUT, Embed, Head, Hypothesis, Mlp, agree, heads, keep
+from scrub.scrubbing.hypothesis import (
+    OUTPUT,
+    Embed,
+    Head,
+    Hypothesis,
+    Mlp,
+    agree,
+    heads,
+    keep,
+    node,
+    random,
+)
 from scrub.scrubbing.hypothesis import mlps as mlp_nodes
-from scrub.scrubbing.hypothesis import node, random
 
 FAMILIES = ("pythia", "llama", "qwen2")
 VOCAB = 40
