@@ -8,7 +8,7 @@ prompts, on toy-ioi and on gpt2-small-random (the published GPT-2 heads).
 Rows (ratio, target):
 
 * ``engine vs reference``: reference time / engine time (target 3x). The reference
-  (tests/reference_scrub.py) runs one bridge pass per component and per patched slot, each over
+  (scrub/scrubbing/hooked.py) runs one bridge pass per component and per patched slot, each over
   all examples, so its cost is linear in the number of examples: on gpt2-small-random it is timed
   on a subset and scaled (the detail column says so; SCRUB_BENCH_FULL=1 times all of it).
   Its values are checked against the engine's on the examples it ran.
@@ -106,7 +106,7 @@ def _sub_assignment(a, k: int):
 
 
 def _case(model_name: str, full: bool) -> list[dict]:
-    import reference_scrub as ref_mod  # tests/ is on sys.path (benchmarks/run.py)
+    import scrub.scrubbing.hooked as ref_mod
 
     from scrub.data import make_ioi
     from scrub.models import kernel, load_model

@@ -23,6 +23,10 @@ app.add_typer(dataset_app, name="dataset")
 app.command("patch")(patch_command)
 
 
+DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda[:i] or mps"
+DTYPE_HELP = "float32, float64, bfloat16 or float16"
+
+
 def _parse_ints(text: str | None, what: str) -> list[int] | None:
     if text is None:
         return None
@@ -100,6 +104,8 @@ def run(
     pool: Annotated[int | None, typer.Option("--pool", help="Rows to resample from")] = None,
     max_memory: Annotated[str, typer.Option("--max-memory", help="e.g. 2GB")] = "2GB",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here")] = None,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "float32",
 ) -> None:
     """Scrub one hypothesis and print clean, scrubbed, random and recovered +- SE."""
     from scrub.metrics import check_metric
@@ -109,10 +115,14 @@ def run(
     check_metric(metric)
     if json_out is not None and json_out.suffix != ".json":
         raise ScrubError(f"cannot write {json_out.name}", fix="use a file ending in .json")
+    from scrub.models import load_model
+    from scrub.models.load import placement
+
+    placement(device, dtype)  # checked before the hypothesis and the model load
     hypothesis = load_hypothesis(ref)
     result = run_hypothesis(
         hypothesis,
-        model,
+        load_model(model, device=device, dtype=dtype),
         n=n,
         seed=seed,
         metric=metric,

@@ -13,97 +13,22 @@ import pytest
 import torch
 
 from scrub.errors import ScrubError
-from scrub.models import Model, Site, SiteKind
+from scrub.models import Model
 from scrub.models.kernel import GPT2Weights
 from scrub.patching import Component, PatchInputs, Receivers, path_patch, path_scan
+from scrub.patching.hooked import (
+    _per_example_ld,
+    reference_caches,
+    reference_path_patch,
+)
 from scrub.patching.path import sender_components
 
 ATOL = 1e-5
 ATOL_FLOAT64 = 1e-9
 TOY_IOI = Path(__file__).resolve().parents[1] / "scrub" / "models" / "toy_ioi" / "config.json"
-SLOT_SITES = {"q": SiteKind.Q_INPUT, "k": SiteKind.K_INPUT, "v": SiteKind.V_INPUT}
 
 
 # ----------------------------------------------------------------------------- reference
-
-
-def _per_example_ld(logits: torch.Tensor, inputs: PatchInputs) -> torch.Tensor:
-    at_end = logits[torch.arange(inputs.n), inputs.end]
-    pair = at_end.gather(1, inputs.answers)
-    return pair[:, 0] - pair[:, 1]
-
-
-def reference_caches(model: Model, inputs: PatchInputs) -> tuple[dict, dict]:
-    L = model.info.n_layers
-    sites = [Site(SiteKind.Z, i) for i in range(L)] + [Site(SiteKind.MLP_OUT, i) for i in range(L)]
-    clean = model.run_with_cache(inputs.clean, sites, attn_mask=inputs.mask)
-    corrupt = model.run_with_cache(inputs.corrupted, sites, attn_mask=inputs.mask)
-    return clean, corrupt
-
-
-def reference_path_patch(
-    model: Model,
-    inputs: PatchInputs,
-    sender: Component,
-    receivers: Receivers,
-    mlps: str,
-    caches: tuple[dict, dict],
-) -> torch.Tensor:
-    """Per-example logit differences: two full hooked passes (one for logits receivers)."""
-    clean, corrupt = caches
-    smask = inputs.position_mask(sender.position)
-
-    def freeze_z(layer: int):
-        def fn(z: torch.Tensor) -> torch.Tensor:
-            new = clean[Site(SiteKind.Z, layer)].clone()
-            if sender.kind == "head" and sender.layer == layer:
-                h = sender.head
-                bad = corrupt[Site(SiteKind.Z, layer)][:, :, h]
-                new[:, :, h] = torch.where(smask[..., None], bad, new[:, :, h])
-            return new
-
-        return fn
-
-    def mlp_hook(layer: int):
-        def fn(m: torch.Tensor) -> torch.Tensor:
-            base = clean[Site(SiteKind.MLP_OUT, layer)] if mlps == "frozen" else m
-            if sender.kind == "mlp" and sender.layer == layer:
-                bad = corrupt[Site(SiteKind.MLP_OUT, layer)]
-                return torch.where(smask[..., None], bad, base)
-            return base
-
-        return fn
-
-    L = model.info.n_layers
-    first = [(Site(SiteKind.Z, i), freeze_z(i)) for i in range(L)]
-    first += [(Site(SiteKind.MLP_OUT, i), mlp_hook(i)) for i in range(L)]
-    if receivers.slot == "logits":
-        return _per_example_ld(model.run(inputs.clean, first, inputs.mask), inputs)
-    layers = sorted({lay for lay, _ in receivers.heads})
-    kind = SLOT_SITES[receivers.slot]
-    captured = model.run_with_cache(
-        inputs.clean, [Site(kind, lay) for lay in layers], first, inputs.mask
-    )
-    rmask = inputs.position_mask(receivers.position)[:, :, None, None]
-
-    ratio = model.info.n_heads // model.info.n_kv_heads
-
-    def patch_in(layer: int):
-        heads = [h for lay, h in receivers.heads if lay == layer]
-        if receivers.slot != "q":  # k and v inputs are per key/value group
-            heads = sorted({h // ratio for h in heads})
-
-        def fn(x: torch.Tensor) -> torch.Tensor:
-            x = x.clone()
-            x[:, :, heads] = torch.where(
-                rmask, captured[Site(kind, layer)][:, :, heads], x[:, :, heads]
-            )
-            return x
-
-        return fn
-
-    second = [(Site(kind, lay), patch_in(lay)) for lay in layers]
-    return _per_example_ld(model.run(inputs.clean, second, inputs.mask), inputs)
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference_scrub import reference_logit_diffs
 
 from scrub.data import TokenSet
 from scrub.scrubbing.experiment import plan, scrub_hypothesis
+from scrub.scrubbing.hooked import reference_logit_diffs
 from scrub.scrubbing.hypothesis import (
     OUTPUT,
     Embed,

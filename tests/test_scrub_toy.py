@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference_scrub import reference_logit_diffs
 
 from scrub.data import corrupt, make_ioi
 from scrub.errors import ScrubError
 from scrub.models import load_model
 from scrub.scrubbing.experiment import plan, scrub_hypothesis
+from scrub.scrubbing.hooked import reference_logit_diffs
 from scrub.scrubbing.hypothesis import OUTPUT, Embed, Hypothesis, agree, heads, keep, node, random
 
 N, POOL = 12, 60

@@ -264,6 +264,14 @@ class Model:
             return save
 
         self.run(tokens, [*hooks, *((s, saver(s)) for s in sites)], attn_mask)
+        missing = [s for s in sites if s not in cache]
+        if missing:
+            raise ScrubError(
+                f"{self.info.name}: the TransformerBridge of this architecture "
+                f"({self.info.arch}) provides no {missing[0].kind.value} hook",
+                fix="scrub components whose outputs it exposes (e.g. MLPs), or use a model "
+                "with a kernel adapter (gpt2, gpt_neox, llama, mistral, qwen2)",
+            )
         return cache
 
 

@@ -137,6 +137,7 @@ def load_model(
     device: str = "auto",
     dtype: str | torch.dtype | None = None,
     device_map: Any = None,
+    backend: str = "auto",
 ) -> Model:
     """Load a model by built-in name or local Hugging Face directory.
 
@@ -150,12 +151,27 @@ def load_model(
 
     GPT-2, GPT-NeoX (Pythia) and Llama-family (Llama, Mistral, Qwen2) models run on the
     functional kernel; any other architecture the TransformerBridge loads runs on hooks (slow
-    but exact), announced on stderr.
+    but exact), announced on stderr; ``backend="hooks"`` puts any model there (to cross-check
+    the kernel, say).
 
     >>> load_model("gpt2-small-random", seed=1).info.n_layers   # doctest: +SKIP
     12
     """
     where = placement(device, dtype, device_map)
+    if backend not in ("auto", "kernel", "hooks"):
+        raise ScrubError(f"unknown backend {backend!r}", fix="use auto, kernel or hooks")
+    model = _load(name_or_path, seed, where)
+    if backend == "kernel" and model.weights is None:
+        raise ScrubError(
+            f"{model.info.name} ({model.info.arch}) has no functional-kernel adapter",
+            fix="use backend='auto' (hooks)",
+        )
+    if backend == "hooks" and model.weights is not None:
+        return _hook_backend(model.hf_model, model.tokenizer, model.info.name, "hooks requested")
+    return model
+
+
+def _load(name_or_path: str, seed: int, where: Placement) -> Model:
     loader = _LOADERS.get(name_or_path)
     if loader is not None:
         return loader(seed, where)
@@ -395,8 +411,11 @@ def boot_bridge(hf_model: Any, tokenizer: Any) -> Any:
         )
         # no_processing: keep raw HF weights (see the module docstring for what folding changes).
         bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
-        bridge.set_use_split_qkv_input(True)
-        bridge.set_use_attn_result(True)
+        for switch in (bridge.set_use_split_qkv_input, bridge.set_use_attn_result):
+            try:
+                switch(True)
+            except NotImplementedError as e:  # some attention bridges have no such hook
+                print(f"scrub: {str(e).split('. ')[0]}", file=sys.stderr)
     return bridge
 
 

@@ -149,11 +149,22 @@ def activation_scan(
     >>> res.to_frame().pivot(index="layer", columns="position")  # doctest: +SKIP
     """
     normalization = check_normalization(normalization)
-    w = model.weights
-    comps = scan_components(kind, len(w.layers), w.n_heads, position, inputs.clean.shape[1])
-    caches = run_caches(w, inputs)
-    per_example = activation_patch(w, inputs, comps, caches=caches, progress=progress)
-    clean_ld, corrupt_ld = run_logit_diffs(w, caches, inputs)
+    info = model.info
+    comps = scan_components(kind, info.n_layers, info.n_heads, position, inputs.clean.shape[1])
+    if model.weights is None:  # the hook backend: one bridge pass per component
+        from scrub.patching import hooked
+
+        for c in comps:
+            c.check(info.n_layers, info.n_heads, ACTIVATION_KINDS)
+        per_example = hooked.activation_patch(model, inputs, comps)
+        clean_ld, corrupt_ld = (
+            hooked.run_logit_diff(model, x, inputs).cpu() for x in (inputs.clean, inputs.corrupted)
+        )
+    else:
+        w = model.weights
+        caches = run_caches(w, inputs)
+        per_example = activation_patch(w, inputs, comps, caches=caches, progress=progress)
+        clean_ld, corrupt_ld = run_logit_diffs(w, caches, inputs)
     stated = PatchSettings(
         experiment="activation",
         model=model.info.name,

@@ -77,6 +77,12 @@ def patch_command(
         Path | None, typer.Option("--corrupted", help="Corrupted PromptSet file, row-aligned")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    device: Annotated[
+        str, typer.Option("--device", help="auto (a GPU when there is one), cpu, cuda[:i] or mps")
+    ] = "auto",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="float32, float64, bfloat16 or float16")
+    ] = "float32",
 ) -> None:
     """Path-patch senders (corrupted) to receivers, other heads frozen; print the top senders."""
     import torch
@@ -84,7 +90,8 @@ def patch_command(
     from scrub.data import corrupt as apply_corruptions
     from scrub.data import make_ioi, parse_corruptions
     from scrub.models import load_model
-    from scrub.patching.activation import PatchInputs
+    from scrub.models.load import placement
+    from scrub.patching.inputs import PatchInputs
     from scrub.patching.path import MLP_MODES, Receivers, path_scan
     from scrub.patching.results import check_normalization
     from scrub.patching.views import heatmap_html, heatmap_png, write_bytes
@@ -101,8 +108,9 @@ def patch_command(
         if path is not None and path.suffix != suffix:
             raise ScrubError(f"cannot write {path.name}", fix=f"use a file ending in {suffix}")
     steps = [] if dataset is not None else parse_corruptions(corrupt)
+    placement(device, dtype)
 
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     if dataset is not None:
         from scrub.data.export import read_promptset
 

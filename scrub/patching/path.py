@@ -430,29 +430,44 @@ def path_scan(
     >>> res = path_scan(model, inputs, "heads", Receivers("logits"))  # doctest: +SKIP
     """
     normalization = check_normalization(normalization)
-    w = model.weights
-    n_layers = len(w.layers)
-    receivers.check(n_layers, w.n_heads)
+    info = model.info
+    n_layers, n_heads = info.n_layers, info.n_heads
+    receivers.check(n_layers, n_heads, info.n_kv_heads)
     if isinstance(senders, str):
         name = senders
-        comps = sender_components(senders, n_layers, w.n_heads, position)
+        comps = sender_components(senders, n_layers, n_heads, position)
     else:
         comps = list(senders)
         name = ",".join(
             f"{c.kind}:{c.layer}" + (f".{c.head}" if c.head is not None else "") for c in comps
         )
-        check_senders(comps, receivers, n_layers, w.n_heads, w.n_kv_heads)
+        check_senders(comps, receivers, n_layers, n_heads, info.n_kv_heads)
     live = [i for i, c in enumerate(comps) if is_upstream(c, receivers)]
-    caches = run_caches(w, inputs)
-    per_example = torch.full((len(comps), inputs.n), float("nan"))
-    if live:
-        senders_live = [comps[i] for i in live]
-        per_example[live] = path_patch(
-            w, inputs, senders_live, receivers, mlps=mlps, caches=caches, progress=progress
-        )
-    elif receivers.position is not None:
+    per_example = torch.full((len(comps), inputs.n), float("nan"), dtype=torch.float64)
+    if receivers.position is not None:
         inputs.index(receivers.position)
-    clean_ld, corrupt_ld = run_logit_diffs(w, caches, inputs)
+    if model.weights is None:  # the hook backend: two bridge passes per sender
+        from scrub.patching import hooked
+
+        for s in comps:
+            inputs.position_mask(s.position)
+        caches = hooked.reference_caches(model, inputs)
+        for i in progress_bar(live, progress, "path patching (hooks)"):
+            per_example[i] = hooked.reference_path_patch(
+                model, inputs, comps[i], receivers, mlps, caches
+            ).double()
+        clean_ld, corrupt_ld = (
+            hooked.run_logit_diff(model, x, inputs).cpu() for x in (inputs.clean, inputs.corrupted)
+        )
+    else:
+        w = model.weights
+        caches = run_caches(w, inputs)
+        if live:
+            senders_live = [comps[i] for i in live]
+            per_example[live] = path_patch(
+                w, inputs, senders_live, receivers, mlps=mlps, caches=caches, progress=progress
+            ).double()
+        clean_ld, corrupt_ld = run_logit_diffs(w, caches, inputs)
     stated = PatchSettings(
         experiment="path",
         model=model.info.name,

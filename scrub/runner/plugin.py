@@ -53,6 +53,8 @@ class SessionState:
     n_option: int | None
     seed_option: int | None
     threads: int = 1
+    device: str = "auto"
+    dtype: str = "float32"
     models: dict[str, Any] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     datasets: dict[tuple, Any] = field(default_factory=dict)
@@ -72,6 +74,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scrub-n", type=int, default=None, help="reference examples per run")
     group.addoption("--scrub-seed", type=int, default=None, help="seed of every run")
     group.addoption("--scrub-out", default=None, help="directory for run dirs (default runs/)")
+    group.addoption(
+        "--scrub-device", default="auto", help="auto (a GPU when there is one), cpu, cuda, mps"
+    )
+    group.addoption("--scrub-dtype", default="float32", help="float32, float64, bfloat16, float16")
     group.addoption(
         "--scrub-threads",
         type=int,
@@ -99,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
         n_option=config.getoption("scrub_n"),
         seed_option=config.getoption("scrub_seed"),
         threads=config.getoption("scrub_threads"),
+        device=config.getoption("scrub_device"),
+        dtype=config.getoption("scrub_dtype"),
     )
 
 
@@ -292,7 +300,7 @@ class Scrub:
             pytest.skip(st.unavailable[name])
         if name not in st.models:
             try:
-                st.models[name] = load_model(name)
+                st.models[name] = load_model(name, device=st.device, dtype=st.dtype)
             except ScrubError as e:
                 if name not in NETWORK_MODELS:
                     raise

@@ -82,28 +82,33 @@ def scrub_hypothesis(
     metrics.check_metric(metric)
     tree, drawn, ref, random_rows = plan(hypothesis, model.info, dataset, n=n, seed=seed)
     a = assignment or drawn
-    w = model.weights
-    needs = {k: np.concatenate(v) for k, v in needs_of(tree, a, ref, random_rows).items()}
-    cache = CleanCache(
-        w,
-        dataset.tokens,
-        dataset.mask,
-        dataset.positions["END"],
-        needs,
-        max_bytes=max_memory,
-        progress=progress,
-    )
-    ev = TreeEvaluator(w, cache, a, dataset.positions, dataset.mask)
     answers = dataset.answers[torch.from_numpy(ref)]
     cols = answers if metric == "logit-diff" else None
-
-    def at_end(rows):
-        return cache.get(Need(Act.FINAL), rows)
-
+    needs = {k: np.concatenate(v) for k, v in needs_of(tree, a, ref, random_rows).items()}
+    distinct_rows = len(np.unique(np.concatenate(list(needs.values()))))
     with torch.no_grad():
-        clean_logits = kernel.unembed(w, at_end(ref), cols)
-        random_logits = kernel.unembed(w, at_end(random_rows), cols)
-        scrub_logits = kernel.unembed(w, ev.final_at_end(tree), cols)
+        if model.weights is None:  # the hook backend: one bridge pass per node (slow, exact)
+            from scrub.scrubbing.hooked import reference_logits
+
+            logits = reference_logits(model, dataset, tree, a, ref, random_rows)
+            if cols is not None:
+                logits = [x.gather(1, cols.to(x.device)) for x in logits]
+            clean_logits, scrub_logits, random_logits = logits
+        else:
+            w = model.weights
+            cache = CleanCache(
+                w,
+                dataset.tokens,
+                dataset.mask,
+                dataset.positions["END"],
+                needs,
+                max_bytes=max_memory,
+                progress=progress,
+            )
+            ev = TreeEvaluator(w, cache, a, dataset.positions, dataset.mask)
+            clean_logits = kernel.unembed(w, cache.get(Need(Act.FINAL), ref), cols)
+            random_logits = kernel.unembed(w, cache.get(Need(Act.FINAL), random_rows), cols)
+            scrub_logits = kernel.unembed(w, ev.final_at_end(tree), cols)
         series = [
             _metric(metric, _host(x), answers, _host(clean_logits)).numpy().astype(np.float64)
             for x in (clean_logits, scrub_logits, random_logits)
@@ -124,7 +129,7 @@ def scrub_hypothesis(
             "seed": seed,
             "metric": metric,
             "dataset": list(getattr(dataset, "lineage", ())),
-            "distinct_rows": cache.n_rows,
+            "distinct_rows": distinct_rows,
             "treeified_nodes": len(a.rows),
         },
         warnings=cancellation_warnings(scrubbed, clean, random)

@@ -1,4 +1,7 @@
-"""A slow, obviously correct causal-scrubbing engine: plain bridge hooks, one pass per component.
+"""The hook backend of the scrubbing engine: plain bridge hooks, one pass per component.
+
+Slow and obviously correct. Models the functional kernel cannot express run on it, and the tests
+use it as the independent reference for the fast engine (:mod:`scrub.scrubbing.evaluate`).
 
 It follows design.md's semantics literally. For each tree node, bottom-up: a leaf's components are
 read from a clean run on its own rows; an internal node runs its world (its other-input rows) once
@@ -126,6 +129,17 @@ class ReferenceEngine:
         t = torch.from_numpy(rows)
         logits = self.model.run(self.ds.tokens[t], attn_mask=self.ds.mask[t])
         return logits[torch.arange(len(rows)), self._pos("END", rows)]
+
+
+def reference_logits(model, ds, tree, assignment, ref, random_rows):
+    """(clean, scrubbed, random) full-vocabulary logits at END, the slow way."""
+    eng = ReferenceEngine(model, ds, assignment)
+    with torch.no_grad():
+        return (
+            eng.logits_at_end(ref),
+            eng.final_logits_at_end(tree),
+            eng.logits_at_end(random_rows),
+        )
 
 
 def reference_logit_diffs(model, ds, tree, assignment, ref, random_rows):
