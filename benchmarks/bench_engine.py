@@ -107,7 +107,6 @@ def _sub_assignment(a, k: int):
 
 def _case(model_name: str, full: bool) -> list[dict]:
     import scrub.scrubbing.hooked as ref_mod
-
     from scrub.data import make_ioi
     from scrub.models import kernel, load_model
     from scrub.scrubbing.experiment import plan, scrub_hypothesis
