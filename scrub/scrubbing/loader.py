@@ -47,7 +47,8 @@ def own_folder_importable(folder: Path, *, keep: str | None = None) -> Iterator[
     try:
         yield
     finally:
-        sys.path.remove(str(folder))
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
         for k in [k for k in sys.modules if k.partition(".")[0] in fresh]:
             del sys.modules[k]
 
