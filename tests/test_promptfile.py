@@ -217,8 +217,8 @@ BAD_FILES = [
     ([_row(meta={"a": 1})], "row 1, column meta: a dict is not a feature value", "a string or"),
     ([_row(incorrect=None)], "row 1, column incorrect: missing", "`incorrect`"),
     ([_row(correct=5)], "row 1, column correct: 5 is not a word", 'write "5"'),
-    ([_row(correct="Mary John")], "row 1, column correct: 'Mary John' is 2 tokens ['Mary', "
-     "'John'], not one", "one token"),
+    ([_row(correct="Mary John")], "row 1, column correct: 'Mary John' is not one token (after "
+     "the text it reads as ['Mary', 'John'])", "one token"),
     ([_row(correct="Zorro")], "row 1, column correct: the tokenizer does not know 'Zorro'",
      "vocabulary"),
     ([{"tokens": "When John", "correct": 3, "incorrect": 4}], "row 1, column tokens: 'When John' "
@@ -270,6 +270,12 @@ def test_unknown_suffix_and_too_long_for_the_model(tmp_path, tok):
     path = _jsonl(tmp_path / "p.jsonl", [_row()])
     with pytest.raises(ScrubError, match=r"row 1, column text: 15 tokens \(with BOS\) exceed"):
         load_prompts(path, tok, n_ctx=10)
+    # A model with a smaller vocabulary than its tokenizer: no embedding for the answer.
+    path = _jsonl(tmp_path / "t.jsonl", [{"tokens": [5, 6], "correct": 150, "incorrect": 4}])
+    with pytest.raises(
+        ScrubError, match="row 1, column correct: token id 150 but the model has 100"
+    ):
+        load_prompts(path, tok, n_vocab=100)
 
 
 def test_word_that_is_not_whole_tokens_is_named(tmp_path):

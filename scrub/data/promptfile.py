@@ -482,7 +482,7 @@ def _answer_ids(rows: Sequence[Row], encoded: Sequence[_Encoded], tokenizer, pat
                 path,
                 rows[i].number,
                 column,
-                f"{word!r} is {len(pieces)} tokens {pieces}, not one",
+                f"{word!r} is not one token (after the text it reads as {pieces})",
                 "choose an answer the tokenizer keeps as one token",
             )
         token = ids[covered[0]]
@@ -496,6 +496,18 @@ def _answer_ids(rows: Sequence[Row], encoded: Sequence[_Encoded], tokenizer, pat
             )
         out[(i, column)] = token
     return out
+
+
+def _check_vocab(path: Path, row: int, column: str, token: int, n_vocab: int | None) -> None:
+    """A token id the model has no embedding for would fail deep inside torch."""
+    if n_vocab is not None and token >= n_vocab:
+        raise _bad(
+            path,
+            row,
+            column,
+            f"token id {token} but the model has {n_vocab} tokens",
+            "tokenise with the model's own tokenizer",
+        )
 
 
 def build_prompts(
@@ -518,23 +530,18 @@ def build_prompts(
     bos, pad = special_ids(tokenizer)
     encoded = _encode_rows(rows, tokenizer, path)
     for r, e in zip(rows, encoded):
+        column = "text" if r.text is not None else "tokens"
+        if not e.ids:
+            raise _bad(path, r.number, column, "the prompt has no tokens", "write a prompt")
         if n_ctx is not None and len(e.ids) + 1 > n_ctx:
             raise _bad(
                 path,
                 r.number,
-                "text" if r.text is not None else "tokens",
+                column,
                 f"{len(e.ids) + 1} tokens (with BOS) exceed the model's context of {n_ctx}",
                 "shorten the prompt",
             )
-        top = max(e.ids, default=0)
-        if n_vocab is not None and top >= n_vocab:
-            raise _bad(
-                path,
-                r.number,
-                "tokens",
-                f"token id {top} but the model has {n_vocab} tokens",
-                "tokenise with the model's own tokenizer",
-            )
+        _check_vocab(path, r.number, column, max(e.ids), n_vocab)
     token_rows = [[bos, *e.ids] for e in encoded]
     tokens, mask = pad_rows(token_rows, pad)
     str_tokens = decode_rows(tokenizer, token_rows)
@@ -552,6 +559,7 @@ def build_prompts(
         for j, column in enumerate(ANSWERS):
             if (i, column) in ids:
                 answers[i, j] = ids[(i, column)]
+                _check_vocab(path, r.number, column, ids[(i, column)], n_vocab)
             elif default_answers is not None:
                 answers[i, j] = default_answers[i, j]
             else:
