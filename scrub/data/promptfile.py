@@ -428,13 +428,13 @@ def _resolve(row: Row, column: str, ref: Ref, e: _Encoded, pieces, path: Path) -
     else:  # a row given as tokens: a word is a token that decodes to it
         spans = [(j, j + 1) for j, p in enumerate(pieces) if p.strip() == word]
     if len(spans) < k:
-        found = f"occurs {len(spans)} time(s)" if spans else "does not occur"
         where = "in the text" if e.text is not None else "as a token"
+        found = f"occurs {len(spans)} time(s) {where}, so it has no occurrence {k}"
         raise _bad(
             path,
             row.number,
             column,
-            f"the word {word!r} {found} {where}, so it has no occurrence {k}",
+            f"the word {word!r} {found if spans else 'does not occur ' + where}",
             "mark a word of the prompt (WORD#K for its K-th occurrence) or a token index",
         )
     if e.text is None:
