@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from scrub.atomic import atomic_path
+from scrub.data.export import FORMATS, read_promptset
 from scrub.data.promptset import (
     PromptSet,
     check_fast,
@@ -52,7 +53,6 @@ from scrub.data.promptset import (
 )
 from scrub.errors import ScrubError
 
-FORMATS = (".jsonl", ".csv", ".parquet")
 ANSWERS = ("correct", "incorrect")
 RESERVED = ("text", "tokens", "positions", *ANSWERS)
 POSITION_FIX = (
@@ -605,7 +605,6 @@ def load_prompts(
     path = Path(path)
     records = read_table(path)
     if is_ioi_export(records):
-        from scrub.data.export import read_promptset
         from scrub.data.registry import check_fits
 
         return check_fits(read_promptset(path, tokenizer), n_vocab=n_vocab, n_ctx=n_ctx)
