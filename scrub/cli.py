@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from scrub.dataset_command import import_command
 from scrub.errors import ScrubError
 from scrub.patching.command import patch_command
 
@@ -19,8 +20,9 @@ app = typer.Typer(
 )
 dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets and their corruptions.")
 app.add_typer(dataset_app, name="dataset")
-# The command module imports torch and the engine only inside the command, so this is cheap.
+# The command modules import torch and the engine only inside the command, so this is cheap.
 app.command("patch")(patch_command)
+dataset_app.command("import")(import_command)
 
 
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda[:i] or mps"
@@ -49,11 +51,18 @@ def dataset_ioi(
     tokenizer: Annotated[
         str, typer.Option("--tokenizer", help="toy-ioi or a tokenizer dir")
     ] = "toy-ioi",
+    templates_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--templates-dir", help="Your own templates_baba.txt, names.txt, ... (others shipped)"
+        ),
+    ] = None,
 ) -> None:
     """Generate an IOI PromptSet (optionally corrupted) and write it to --out."""
+    from scrub.data import IOIVocabulary, load_tokenizer, make_ioi, parse_corruptions
     from scrub.data import corrupt as apply_corruptions
-    from scrub.data import load_tokenizer, make_ioi, parse_corruptions
     from scrub.data.export import FORMATS, write_promptset
+    from scrub.data.tokenizer import splits_only_on_spaces
     from scrub.report import preview
 
     if out.suffix not in FORMATS:
@@ -61,14 +70,24 @@ def dataset_ioi(
             f"cannot write {out.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
         )
     steps = parse_corruptions(corrupt) if corrupt is not None else []
+    vocab = IOIVocabulary.from_folder(templates_dir) if templates_dir is not None else None
     tok = load_tokenizer(tokenizer)
     ps = make_ioi(
-        n, seed=seed, tokenizer=tok, order=order, templates=_parse_ints(templates, "--templates")
+        n,
+        seed=seed,
+        tokenizer=tok,
+        order=order,
+        templates=_parse_ints(templates, "--templates"),
+        vocab=vocab,
     )
     if steps:
-        ps = apply_corruptions(ps, steps, seed=seed)
+        ps = apply_corruptions(ps, steps, seed=seed, vocab=vocab)
     write_promptset(ps, out)
     typer.echo(preview(ps))
+    if vocab is not None:
+        typer.echo("lists: " + ", ".join(f"{k} from {v}" for k, v in vocab.sources))
+    if splits_only_on_spaces(tok):
+        typer.echo("punctuation spaced out: the tokenizer splits only on whitespace")
     if ps.excluded_names:
         typer.echo(
             f"excluded {len(ps.excluded_names)} names that are not single tokens: "
@@ -98,12 +117,18 @@ def run(
     model: Annotated[
         str, typer.Option("--model", help="toy-ioi, gpt2-small or a path")
     ] = "toy-ioi",
-    n: Annotated[int, typer.Option("--n", help="Reference examples")] = 200,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Reference examples (200; with --dataset all rows)")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     metric: Annotated[str, typer.Option("--metric", help="logit-diff, loss or kl")] = "logit-diff",
     pool: Annotated[int | None, typer.Option("--pool", help="Rows to resample from")] = None,
     max_memory: Annotated[str, typer.Option("--max-memory", help="e.g. 2GB")] = "2GB",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here")] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option("--dataset", help="A prompt file to scrub on (.jsonl/.csv/.parquet)"),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "float32",
 ) -> None:
@@ -129,6 +154,7 @@ def run(
         pool=pool,
         max_memory=_parse_bytes(max_memory),
         progress=True,
+        dataset=dataset,
     )
     s = result.summary()
     typer.echo(

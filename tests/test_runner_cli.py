@@ -29,7 +29,7 @@ def test_check_args_pass_through(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     args = pytest_args(["mine", "-n", "auto"], installed=False)
     assert args[:3] == ["--import-mode=importlib", "-p", "scrub.runner.plugin"]
-    assert args[3:] == ["mine", "-n", "auto"]
+    assert args[3:] == ["-p", "scrub.runner.own_imports", "mine", "-n", "auto"]
 
 
 def test_draw_writes_dot_and_reports_the_path(hyp, tmp_path, capsys):

@@ -116,10 +116,20 @@ def corrupt(
     """Apply the named corruptions in order; row i of the result corrupts row i of ``ps``.
 
     The random stream of step j depends only on (seed, j, corruption name), so the output is the
-    same bytes for the same arguments.
+    same bytes for the same arguments. ``vocab`` (the prefixes' source; default: the shipped
+    lists) is fitted to the prompts' tokenizer as :func:`~scrub.data.ioi.make_ioi` fits it.
     """
+    from scrub.data.ioi import fit_vocabulary
+
     parse_corruptions(",".join(names))
+    if not ps.specs:
+        raise ScrubError(
+            "corruptions rewrite generated IOI prompts, and these prompts came from a file",
+            fix="write the corrupted prompts to a file of their own (scrub patch --corrupted)",
+        )
     vocab = vocab or IOIVocabulary.load()
+    if ps.tokenizer is not None:
+        vocab = fit_vocabulary(vocab, ps.tokenizer)
     for j, name in enumerate(names):
         fn = make_prefix(prefix_k) if name == "prefix" else CORRUPTIONS[name]
         rng = np.random.default_rng([seed, j, zlib.crc32(name.encode())])

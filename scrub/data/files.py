@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scrub.errors import ScrubError
@@ -66,6 +66,28 @@ def check_template(template: str, index: int) -> None:
         )
 
 
+#: The list files of an IOI vocabulary, and the field each fills.
+LIST_FILES = {
+    "templates_baba.txt": "templates",
+    "names.txt": "names",
+    "places.txt": "places",
+    "objects.txt": "objects",
+    "prefixes.txt": "prefixes",
+}
+#: Punctuation that a tokenizer splitting only on whitespace needs set off by spaces.
+_PUNCTUATION = ",.;:!?"
+
+
+def space_punctuation(text: str) -> str:
+    """``text`` with , . ; : ! and ? set off by spaces (placeholders are left alone).
+
+    >>> space_punctuation("When [B] went to the [PLACE], [B] said: hi.")
+    'When [B] went to the [PLACE] , [B] said : hi .'
+    """
+    text = re.sub(rf"(?<=\S)([{_PUNCTUATION}])", r" \1", text)
+    return re.sub(rf"([{_PUNCTUATION}])(?=\S)", r"\1 ", text)
+
+
 @dataclass(frozen=True)
 class IOIVocabulary:
     """The word lists an IOI dataset draws from, validated."""
@@ -75,17 +97,48 @@ class IOIVocabulary:
     places: tuple[str, ...]
     objects: tuple[str, ...]
     prefixes: tuple[str, ...]
+    #: Where each list came from (field -> file), for messages.
+    sources: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def load(cls, root: Path | None = None) -> IOIVocabulary:
-        d = (root or datasets_dir()) / "ioi"
-        templates = read_list(d / "templates_baba.txt", what="templates")
-        for i, t in enumerate(templates):
+        """The lists under ``root/ioi`` (default: :func:`datasets_dir`)."""
+        return cls.from_folder((root or datasets_dir()) / "ioi", fallback=False)
+
+    @classmethod
+    def from_folder(cls, folder: Path, *, fallback: bool = True) -> IOIVocabulary:
+        """The lists in ``folder`` (files named as in :data:`LIST_FILES`); with ``fallback``, a
+        list the folder lacks is the shipped one.
+
+        >>> IOIVocabulary.from_folder(Path("my_ioi")).sources  # doctest: +SKIP
+        (('templates', 'my_ioi/templates_baba.txt'), ('names', 'my_ioi/names.txt'), ...)
+        """
+        folder = Path(folder)
+        if fallback:
+            if not folder.is_dir():
+                raise ScrubError(f"templates folder {folder} does not exist", fix="check the path")
+            if not any((folder / f).is_file() for f in LIST_FILES):
+                raise ScrubError(
+                    f"{folder} holds none of scrub's list files",
+                    fix=f"add some of: {', '.join(LIST_FILES)} (one entry a line)",
+                )
+        shipped = None
+        lists, sources = {}, []
+        for fname, field in LIST_FILES.items():
+            path = folder / fname
+            if not path.is_file() and fallback:
+                shipped = shipped or datasets_dir() / "ioi"
+                path = shipped / fname
+            lists[field] = read_list(path, what=field)
+            sources.append((field, str(path)))
+        for i, t in enumerate(lists["templates"]):
             check_template(t, i)
-        return cls(
-            templates=templates,
-            names=read_list(d / "names.txt", what="names"),
-            places=read_list(d / "places.txt", what="places"),
-            objects=read_list(d / "objects.txt", what="objects"),
-            prefixes=read_list(d / "prefixes.txt", what="prefixes"),
+        return cls(**lists, sources=tuple(sources))
+
+    def spaced(self) -> IOIVocabulary:
+        """The same lists with punctuation set off by spaces in templates and prefixes."""
+        return replace(
+            self,
+            templates=tuple(map(space_punctuation, self.templates)),
+            prefixes=tuple(map(space_punctuation, self.prefixes)),
         )

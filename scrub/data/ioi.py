@@ -44,6 +44,14 @@ def _check_choices(order: str, templates: Sequence[int] | None, n_templates: int
     return chosen
 
 
+def fit_vocabulary(vocab: IOIVocabulary, tokenizer) -> IOIVocabulary:
+    """``vocab`` as ``tokenizer`` can read it: punctuation spaced out for a tokenizer that splits
+    only on whitespace (see :func:`scrub.data.tokenizer.splits_only_on_spaces`)."""
+    from scrub.data.tokenizer import splits_only_on_spaces
+
+    return vocab.spaced() if splits_only_on_spaces(tokenizer) else vocab
+
+
 def make_ioi(
     n: int,
     *,
@@ -53,15 +61,16 @@ def make_ioi(
     templates: Sequence[int] | None = None,
     vocab: IOIVocabulary | None = None,
 ) -> PromptSet:
-    """``n`` distinct IOI prompts, the same for the same arguments.
+    """``n`` distinct IOI prompts, the same for the same arguments. ``vocab`` (default: the
+    shipped lists) is fitted to the tokenizer first (:func:`fit_vocabulary`).
 
     >>> ps = make_ioi(8, seed=0)  # doctest: +SKIP
     >>> ps.to_frame()[["io", "s", "order"]]  # doctest: +SKIP
     """
     from scrub.data.tokenizer import load_tokenizer
 
-    vocab = vocab or IOIVocabulary.load()
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer("toy-ioi")
+    vocab = fit_vocabulary(vocab or IOIVocabulary.load(), tokenizer)
     chosen = _check_choices(order, templates, len(vocab.templates))
     orders = ORDERS if order == "mixed" else (order,)
     names, excluded = single_token_names(tokenizer, vocab.names)
@@ -103,4 +112,4 @@ def make_ioi(
     )
 
 
-__all__ = ["make_ioi", "count_distinct", "ORDER_CHOICES"]
+__all__ = ["make_ioi", "count_distinct", "fit_vocabulary", "ORDER_CHOICES"]

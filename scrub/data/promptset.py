@@ -84,9 +84,13 @@ class PromptSet:
     """Token ids with named positions, answers and features; row i of every field is prompt i.
 
     Tensors are right-padded with ``pad_id``; ``mask`` marks real tokens. ``positions[name][i]`` is
-    the index of that named position in row i (-1 if undefined). ``answers[:, 0]`` is the IO token,
-    ``answers[:, 1]`` the S token (the name at S1). Values are never mutated: transformations
-    return new PromptSets (see :mod:`scrub.data.corrupt`).
+    the index of that named position in row i (-1 if undefined). ``answers[:, 0]`` is the correct
+    token (IO), ``answers[:, 1]`` the incorrect one (S, the name at S1). Values are never mutated:
+    transformations return new PromptSets (see :mod:`scrub.data.corrupt`).
+
+    IOI prompts carry their ``specs``, from which texts and features follow (and which corruptions
+    rewrite). Prompts read from a user's file (:mod:`scrub.data.promptfile`) have no specs: their
+    texts (None for a row given as token ids) and feature columns are stored as read.
     """
 
     specs: tuple[PromptSpec, ...]
@@ -106,12 +110,24 @@ class PromptSet:
 
     @property
     def texts(self) -> tuple[str, ...]:
-        return tuple(s.render()[0] for s in self.specs)
+        if self.specs:
+            return tuple(s.render()[0] for s in self.specs)
+        decode = self.tokenizer.decode
+        return tuple(
+            t if t is not None else decode(self.tokens[i, 1 : self.width(i)].tolist())
+            for i, t in enumerate(self.text_rows)
+        )
+
+    def width(self, i: int) -> int:
+        """How many real tokens (BOS included) row ``i`` has."""
+        return int(self.mask[i].sum())
 
     @cached_property
     def features(self) -> Mapping[str, tuple]:
         """Feature columns for agree-on rules and tables (names, template, order, positions)."""
-        pos = {f"pos_{k}": v.tolist() for k, v in self.positions.items()}
+        pos = {f"pos_{k}": tuple(v.tolist()) for k, v in self.positions.items()}
+        if not self.specs:
+            return MappingProxyType({**self.columns, **pos})
         cols = {
             "template": tuple(s.template_id for s in self.specs),
             "order": tuple(s.order for s in self.specs),
@@ -122,7 +138,7 @@ class PromptSet:
             "place": tuple(s.place for s in self.specs),
             "object": tuple(s.obj for s in self.specs),
             "prefix_len": tuple(self.prefix_len.tolist()),
-            **{k: tuple(v) for k, v in pos.items()},
+            **pos,
         }
         return MappingProxyType(cols)
 
@@ -135,6 +151,9 @@ class PromptSet:
 
     #: The tokenizer that made the tokens (kept out of repr: it is large).
     tokenizer: object = field(default=None, repr=False)
+    #: Prompts from a file: each row's text (None if given as token ids), and feature columns.
+    text_rows: tuple[str | None, ...] = ()
+    columns: Mapping[str, tuple] = field(default_factory=lambda: MappingProxyType({}))
 
     def rebuild(self, specs: Sequence[PromptSpec], step: str) -> PromptSet:
         """A PromptSet of ``specs`` with this tokenizer and names; ``step`` joins the lineage."""
@@ -147,14 +166,32 @@ class PromptSet:
         )
 
 
+def covering_tokens(
+    text: str, offsets: Sequence[tuple[int, int]], span: tuple[int, int]
+) -> list[int] | None:
+    """Indices of the tokens that exactly cover ``span`` of ``text``, or None if there are none or
+    a token crosses either end (the first token may carry leading whitespace, as GPT-2's do).
+
+    >>> covering_tokens("to Mary.", [(0, 2), (2, 7), (7, 8)], (3, 7))
+    [1]
+    >>> covering_tokens("garden.", [(0, 7)], (0, 6)) is None
+    True
+    """
+    start, end = span
+    inside = [j for j, (a, b) in enumerate(offsets) if a < end and b > start and a < b]
+    if not inside:
+        return None
+    a, b = offsets[inside[0]]
+    piece = text[a:b]
+    if a + len(piece) - len(piece.lstrip()) != start or offsets[inside[-1]][1] != end:
+        return None
+    return inside
+
+
 def _name_token(text: str, offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> int:
     """Index of the one token covering exactly ``span`` (ignoring a leading space), or -1."""
-    for j, (a, b) in enumerate(offsets):
-        piece = text[a:b]
-        a_stripped = a + len(piece) - len(piece.lstrip())
-        if (a_stripped, b) == span:
-            return j
-    return -1
+    found = covering_tokens(text, offsets, span)
+    return found[0] if found is not None and len(found) == 1 else -1
 
 
 def _decode_one(tokenizer, token_id: int, cache: dict[int, str]) -> str:
@@ -180,6 +217,60 @@ def single_token_names(tokenizer, names: Sequence[str]) -> tuple[tuple[str, ...]
     return tuple(kept), tuple(excluded)
 
 
+def check_fast(tokenizer) -> None:
+    """scrub finds positions from character offsets, which only fast tokenizers give."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ScrubError(
+            f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer",
+            fix="load it with AutoTokenizer.from_pretrained(path, use_fast=True)",
+        )
+
+
+def special_ids(tokenizer) -> tuple[int, int]:
+    """(BOS, pad) ids: BOS goes first in every row, pad fills rows right of their end."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos
+    return bos, pad
+
+
+def encode(tokenizer, texts: Sequence[str]):
+    """``texts`` tokenised without special tokens, with character offsets (a BatchEncoding)."""
+    return tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+
+
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad: int
+) -> tuple[Int[Tensor, "n t"], Bool[Tensor, "n t"]]:
+    """Right-pad token rows with ``pad``; the mask marks real tokens."""
+    n, t_max = len(rows), max(len(r) for r in rows)
+    tokens = torch.full((n, t_max), pad, dtype=torch.long)
+    mask = torch.zeros((n, t_max), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = True
+    return tokens, mask
+
+
+def decode_rows(tokenizer, rows: Sequence[Sequence[int]]) -> tuple[tuple[str, ...], ...]:
+    """Every token of every row decoded on its own (as shown in tables and plots)."""
+    cache: dict[int, str] = {}
+    return tuple(tuple(_decode_one(tokenizer, x, cache) for x in row) for row in rows)
+
+
+def unknown_words(tokenizer, texts: Sequence[str], enc) -> dict[int, list[str]]:
+    """Per row, the words the tokenizer maps to its unknown token (they would silently become
+    another word)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return {}
+    found: dict[int, list[str]] = {}
+    for i, (text, ids, offs) in enumerate(zip(texts, enc["input_ids"], enc["offset_mapping"])):
+        words = [text[a:b].strip() for tok, (a, b) in zip(ids, offs) if tok == unk]
+        if words:
+            found[i] = sorted(set(words))
+    return found
+
+
 def build_promptset(
     specs: Sequence[PromptSpec],
     tokenizer,
@@ -191,29 +282,26 @@ def build_promptset(
     """Tokenise ``specs`` (BOS first, right-padded) and resolve and verify every named position."""
     if not specs:
         raise ScrubError("a PromptSet needs at least one prompt", fix="ask for n >= 1")
-    if not getattr(tokenizer, "is_fast", False):
-        raise ScrubError(
-            f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer",
-            fix="load it with AutoTokenizer.from_pretrained(path, use_fast=True)",
-        )
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos
+    check_fast(tokenizer)
+    bos, pad = special_ids(tokenizer)
     rendered = [s.render() for s in specs]
-    enc = tokenizer([t for t, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
-    n, t_max = len(specs), 1 + max(len(ids) for ids in enc["input_ids"])
-    tokens = torch.full((n, t_max), pad, dtype=torch.long)
-    mask = torch.zeros((n, t_max), dtype=torch.bool)
+    texts = [t for t, _ in rendered]
+    enc = encode(tokenizer, texts)
+    missing = sorted({w for words in unknown_words(tokenizer, texts, enc).values() for w in words})
+    if missing:
+        raise ScrubError(
+            f"the tokenizer does not know the word(s) {', '.join(map(repr, missing[:20]))}",
+            fix="use a model whose vocabulary covers the dataset, or remove those words",
+        )
+    rows = [[bos, *ids] for ids in enc["input_ids"]]
+    tokens, mask = pad_rows(rows, pad)
+    n = len(specs)
     pos = {k: torch.full((n,), -1, dtype=torch.long) for k in POSITION_NAMES}
     prefix_len = torch.zeros((n,), dtype=torch.long)
     cache: dict[int, str] = {}
-    str_tokens = []
-    _reject_unknown_words(tokenizer, [t for t, _ in rendered], enc)
     for i, ((text, spans), ids, offs, spec) in enumerate(
         zip(rendered, enc["input_ids"], enc["offset_mapping"], specs)
     ):
-        row = [bos, *ids]
-        tokens[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = True
         want = {"IO": spec.io, "S1": spec.s1, "S2": spec.s2}
         for role, span in spans.items():
             j = _name_token(text, offs, span)
@@ -228,10 +316,9 @@ def build_promptset(
         for base in ("IO", "S1"):
             pos[f"{base}-1"][i] = pos[base][i] - 1
             pos[f"{base}+1"][i] = pos[base][i] + 1
-        pos["END"][i] = len(row) - 1
+        pos["END"][i] = len(rows[i]) - 1
         prefix_chars = len(" ".join(spec.prefix))
         prefix_len[i] = sum(1 for a, _ in offs if a < prefix_chars)
-        str_tokens.append(tuple(_decode_one(tokenizer, x, cache) for x in row))
     answers = torch.stack(
         [tokens[torch.arange(n), pos["IO"]], tokens[torch.arange(n), pos["S1"]]], 1
     )
@@ -241,7 +328,7 @@ def build_promptset(
         mask=mask,
         positions=MappingProxyType(pos),
         answers=answers,
-        str_tokens=tuple(str_tokens),
+        str_tokens=decode_rows(tokenizer, rows),
         pad_id=pad,
         names_pool=tuple(names_pool),
         lineage=tuple(lineage),
@@ -249,23 +336,3 @@ def build_promptset(
         excluded_names=tuple(excluded_names),
         tokenizer=tokenizer,
     )
-
-
-def _reject_unknown_words(tokenizer, texts: Sequence[str], enc) -> None:
-    """A word the tokenizer maps to its unknown token would silently become another word."""
-    unk = tokenizer.unk_token_id
-    if unk is None:
-        return
-    missing = sorted(
-        {
-            text[a:b].strip()
-            for text, ids, offs in zip(texts, enc["input_ids"], enc["offset_mapping"])
-            for tok, (a, b) in zip(ids, offs)
-            if tok == unk
-        }
-    )
-    if missing:
-        raise ScrubError(
-            f"the tokenizer does not know the word(s) {', '.join(map(repr, missing[:20]))}",
-            fix="use a model whose vocabulary covers the dataset, or remove those words",
-        )

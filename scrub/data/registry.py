@@ -21,6 +21,11 @@ def build_dataset(
         ds = make_induction(n, seed=seed, tokenizer=tokenizer)
     else:
         raise ScrubError(f"unknown dataset {kind!r}", fix=f"use one of: {', '.join(DATASETS)}")
+    return check_fits(ds, n_vocab=n_vocab, n_ctx=n_ctx)
+
+
+def check_fits(ds, *, n_vocab: int | None = None, n_ctx: int | None = None):
+    """``ds`` itself, once checked to use only the model's token ids and to fit its context."""
     if n_vocab is not None and int(ds.tokens.max()) >= n_vocab:
         raise ScrubError(
             f"the dataset uses token id {int(ds.tokens.max())} but the model has {n_vocab} tokens",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,6 +54,26 @@ def ioi_word_tokenizer(vocab: IOIVocabulary | None = None):
     v = vocab or IOIVocabulary.load()
     texts = [*v.templates, *v.names, *v.places, *v.objects, *v.prefixes]
     return build_word_tokenizer(words_of(texts))
+
+
+def splits_only_on_spaces(tokenizer) -> bool:
+    """Whether ``tokenizer`` leaves punctuation glued to words it does not know, as a word-level
+    tokenizer that splits on whitespace does ("garden." is one piece, and unknown), so prompts
+    for it need punctuation spaced out. A tokenizer that splits punctuation off (GPT-2's BPE, a
+    word-level one with a punctuation-aware pre-tokenizer) or has no unknown token does not.
+
+    >>> splits_only_on_spaces(build_word_tokenizer(["garden", "."]))  # splits off punctuation
+    False
+    """
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return False
+    probe = "Then, they went to the garden."
+    enc = tokenizer(probe, add_special_tokens=False, return_offsets_mapping=True)
+    return any(
+        t == unk and re.search(r"\w", probe[a:b]) and re.search(r"[^\w\s]", probe[a:b])
+        for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])
+    )
 
 
 def load_tokenizer(spec: str = "toy-ioi"):

@@ -71,10 +71,11 @@ def patch_command(
     png: Annotated[Path | None, typer.Option("--png", help="Write a heatmap PNG")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write a heatmap HTML")] = None,
     dataset: Annotated[
-        Path | None, typer.Option("--dataset", help="Clean PromptSet file (from scrub dataset)")
+        Path | None, typer.Option("--dataset", help="Clean prompt file (.jsonl, .csv, .parquet)")
     ] = None,
     corrupted: Annotated[
-        Path | None, typer.Option("--corrupted", help="Corrupted PromptSet file, row-aligned")
+        Path | None,
+        typer.Option("--corrupted", help="Corrupted prompt file: rows tied by id, else by order"),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     device: Annotated[
@@ -107,15 +108,20 @@ def patch_command(
     for path, suffix in ((json_out, ".json"), (png, ".png"), (html_out, ".html")):
         if path is not None and path.suffix != suffix:
             raise ScrubError(f"cannot write {path.name}", fix=f"use a file ending in {suffix}")
+    if dataset is not None:
+        from scrub.data.promptfile import check_path, load_pair
+
+        check_path(dataset)
+        check_path(corrupted)
     steps = [] if dataset is not None else parse_corruptions(corrupt)
     placement(device, dtype)
 
     loaded = load_model(model, device=device, dtype=dtype)
     if dataset is not None:
-        from scrub.data.export import read_promptset
-
-        clean_ps = read_promptset(dataset, loaded.tokenizer)
-        bad_ps = read_promptset(corrupted, loaded.tokenizer)
+        info = loaded.info
+        clean_ps, bad_ps = load_pair(
+            dataset, corrupted, loaded.tokenizer, n_vocab=info.d_vocab, n_ctx=info.n_ctx
+        )
         provenance = {"corruption": f"file:{corrupted}", "seed": None}
     else:
         clean_ps = make_ioi(n, seed=seed, tokenizer=loaded.tokenizer)

@@ -6,9 +6,10 @@ to a session that records no scrub result: no files, no table.
 * ``scrub`` fixture: ``scrub.run(hypothesis_or_ref, n=, seed=, metric=, model=, dataset=)``
   returns a :class:`~scrub.scrubbing.result.ScrubResult` and records it. Models load once per
   session; datasets are cached per (model, kind, size, seed), both in ``config.stash``.
-* ``@pytest.mark.scrub_claim(model="toy-ioi", n=200, seed=0)``: the defaults of ``scrub.run``
-  in that test. A claim about a model whose weights cannot be had (GPT-2 small offline) skips
-  with the loader's reason.
+* ``@pytest.mark.scrub_claim(model="toy-ioi", n=200, seed=0, dataset="prompts.jsonl")``: the
+  defaults of ``scrub.run`` in that test (``dataset``: a prompt file, relative to the claims
+  file). A claim about a model whose weights cannot be had (GPT-2 small offline) skips with the
+  loader's reason.
 * Options: ``--scrub-model M`` runs only claims about model M (others skip) and is the default
   model of unmarked tests; ``--scrub-n`` and ``--scrub-seed`` override every run's n and seed;
   ``--scrub-out DIR`` is where run directories go (default ``<rootdir>/runs``).
@@ -28,6 +29,7 @@ to a session that records no scrub result: no files, no table.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(model=None, n=None, seed=None): a causal-scrubbing claim and its defaults",
+        f"{MARKER}(model=None, n=None, seed=None, dataset=None): a causal-scrubbing claim and "
+        "its defaults (dataset: a prompt file beside the claims file)",
     )
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "scrub_run_dir" in workerinput:
@@ -325,6 +328,21 @@ class Scrub:
             )
         return self._state.datasets[key]
 
+    def prompt_file(self, path, model):
+        """The prompts of file ``path`` (relative to the claims file) for ``model``, read once per
+        session (and again if the file changes)."""
+        from scrub.data.promptfile import check_path, load_prompts
+
+        path = check_path(self._here / path).resolve()
+        stat = path.stat()
+        key = (model.info.name, "file", str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._state.datasets:
+            info = model.info
+            self._state.datasets[key] = load_prompts(
+                path, model.tokenizer, n_vocab=info.d_vocab, n_ctx=info.n_ctx
+            )
+        return self._state.datasets[key]
+
     # -- running ----------------------------------------------------------------------------------
 
     def run(
@@ -341,8 +359,10 @@ class Scrub:
     ):
         """Scrub ``hypothesis`` and record the result under this test; returns the ScrubResult.
 
-        ``dataset`` replaces the hypothesis's own dataset (any PromptSet/TokenSet; all its rows
-        are the pool). ``label`` names the result in the table (default: the hypothesis name).
+        ``dataset`` replaces the hypothesis's own dataset: any PromptSet/TokenSet, or a prompt
+        file (a path relative to the claims file; the marker's ``dataset=`` is the default). All
+        its rows are the pool; n defaults to all rows of a file. ``label`` names the result in
+        the table (default: the hypothesis name).
         """
         from scrub.scrubbing.experiment import scrub_hypothesis
         from scrub.scrubbing.run import DEFAULT_POOL
@@ -353,6 +373,11 @@ class Scrub:
         if st.model_option and wanted != st.model_option:
             pytest.skip(f"claim about {wanted}; --scrub-model {st.model_option} selects others")
         m = self.model(wanted)
+        if dataset is None:
+            dataset = self._defaults.get("dataset")
+        if isinstance(dataset, (str, os.PathLike)):
+            dataset = self.prompt_file(dataset, m)
+            n = n or self._defaults.get("n") or len(dataset)
         n = st.n_option or n or self._defaults.get("n") or DEFAULT_N
         seed = st.seed_option if st.seed_option is not None else seed
         seed = seed if seed is not None else self._defaults.get("seed", 0)

@@ -1,15 +1,18 @@
 """Load hypotheses from files: ``hypotheses/toy_ioi.py::full_circuit``.
 
 A hypothesis file is a Python module; every module-level :class:`Hypothesis` is one named
-hypothesis, found by its variable name or by its ``name``.
+hypothesis, found by its variable name or by its ``name``. It can import helpers from its own
+folder (``from common import story``), as a script run from there could.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from scrub.errors import ScrubError
@@ -20,6 +23,34 @@ def split_ref(ref: str) -> tuple[Path, str | None]:
     """``"file.py::name"`` -> (path, name); a bare path names no hypothesis."""
     path, sep, name = ref.partition("::")
     return Path(path), (name if sep else None)
+
+
+def _top_level_names(folder: Path) -> set[str]:
+    """Names ``import NAME`` would find in ``folder``: modules and packages."""
+    names = {p.stem for p in folder.glob("*.py")}
+    return names | {p.parent.name for p in folder.glob("*/__init__.py")}
+
+
+@contextlib.contextmanager
+def own_folder_importable(folder: Path, *, keep: str | None = None) -> Iterator[None]:
+    """While the block runs, ``import helpers`` finds ``folder/helpers.py`` (first on the path).
+
+    Afterwards ``sys.path`` is as before and the modules first imported from the folder are
+    forgotten (whoever imported them keeps its references), so a ``helpers.py`` in another
+    hypothesis folder is not shadowed by this one. Modules imported before, and ``keep`` (the
+    importing module's own name, if it is one of the folder's), are left alone. (An ``import``
+    run later, inside a function, does not see the folder.)
+    """
+    folder = Path(folder).resolve()
+    fresh = _top_level_names(folder) - {k.partition(".")[0] for k in sys.modules} - {keep}
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        for k in [k for k in sys.modules if k.partition(".")[0] in fresh]:
+            del sys.modules[k]
 
 
 def load_file(path: Path) -> dict[str, Hypothesis]:
@@ -36,7 +67,8 @@ def load_file(path: Path) -> dict[str, Hypothesis]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        with own_folder_importable(path.parent):
+            spec.loader.exec_module(module)
     except Exception as e:  # any error in user code: report it as bad input, with its cause
         sys.modules.pop(mod_name, None)
         raise ScrubError(
