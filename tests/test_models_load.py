@@ -127,7 +127,7 @@ def test_directory_without_config_names_the_missing_file(tmp_path: Path) -> None
 
 
 def test_directory_without_weights_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(ScrubError, match="has no weights: none of model.safetensors"):
         load_model(str(tmp_path))
 

@@ -28,12 +28,14 @@ def run_hypothesis(
     """Scrub ``hypothesis`` on ``model`` (a Model or a name) over ``n`` rows of its dataset."""
     from scrub.data.registry import build_dataset
     from scrub.scrubbing.experiment import DEFAULT_MAX_MEMORY, scrub_hypothesis
+    from scrub.scrubbing.validate import check_model_has_mlps
 
     if isinstance(model, str):
         from scrub.models import load_model
 
         model = load_model(model)
     m = model
+    check_model_has_mlps(hypothesis, m.info.name, m.info.has_mlps)
     ds = build_dataset(
         hypothesis.dataset,
         max(n, pool or DEFAULT_POOL),
