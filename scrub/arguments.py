@@ -93,11 +93,12 @@ def _gb(x: float) -> str:
     return f"{x / 1024**3:.1f} GB"
 
 
-def check_fits(rows: int, option: str, *, extra_bytes: int = 0, extra_what: str = "") -> None:
+def check_fits(rows: int, what: str, *, extra_bytes: int = 0, extra_what: str = "") -> None:
     """Refuse a dataset of ``rows`` prompts (plus ``extra_bytes``) that cannot fit in memory.
 
     The cap is :data:`MEMORY_SHARE` of the memory available now, with
     :data:`BYTES_PER_PROMPT` per row, so a command never starts what would swap or be killed.
+    ``what`` names the setting at fault, e.g. ``"--n 3000000"``.
     """
     available = available_memory()
     if available is None:
@@ -107,11 +108,16 @@ def check_fits(rows: int, option: str, *, extra_bytes: int = 0, extra_what: str 
     if need > cap:
         plus = f" + {_gb(extra_bytes)} {extra_what}" if extra_bytes else ""
         max_rows = max(0, (cap - extra_bytes) // BYTES_PER_PROMPT)
+        fix = (
+            f"use at most about {max_rows} rows, or free memory"
+            if max_rows
+            else f"lower {extra_what or 'the size'}, or free memory"
+        )
         raise ScrubError(
-            f"{option} {rows} needs about {_gb(need)} of memory ({rows} prompts x "
+            f"{what} needs about {_gb(need)} of memory ({rows} prompts x "
             f"{BYTES_PER_PROMPT // 1024} KB{plus}), more than half of the {_gb(available)} "
             f"available",
-            fix=f"use at most about {max_rows} rows here, or free memory",
+            fix=fix,
         )
 
 

@@ -69,14 +69,14 @@ def dataset_ioi(
     ] = "toy-ioi",
 ) -> None:
     """Generate an IOI PromptSet (optionally corrupted) and write it to --out."""
+    args_check.check_count(n, "--n", what="prompts")
+    args_check.check_seed(seed)
+    args_check.check_fits(n, f"--n {n}")
     from scrub.data import corrupt as apply_corruptions
     from scrub.data import load_tokenizer, make_ioi, parse_corruptions
     from scrub.data.export import FORMATS, write_promptset
     from scrub.report import preview
 
-    args_check.check_count(n, "--n", what="prompts")
-    args_check.check_seed(seed)
-    args_check.check_fits(n, "--n")
     args_check.check_output(out, FORMATS, "--out")
     args_check.check_tokenizer(tokenizer)
     steps = parse_corruptions(corrupt) if corrupt is not None else []
@@ -121,9 +121,8 @@ def run(
     from scrub.scrubbing.validate import check_structure
 
     rows = max(n, pool or DEFAULT_POOL)
-    args_check.check_fits(
-        rows, "--pool" if pool else "--n", extra_bytes=memory, extra_what="--max-memory"
-    )
+    what = f"--pool {pool}" if pool else f"--n {n}" if n >= rows else f"a pool of {rows} rows"
+    args_check.check_fits(rows, what, extra_bytes=memory, extra_what="--max-memory")
     if json_out is not None:
         args_check.check_output(json_out, (".json",), "--json")
     hypothesis = load_hypothesis(ref)

@@ -135,6 +135,9 @@ def _check_options(config: pytest.Config) -> None:
         value = config.getoption(dest)
         if value is not None and value < least:
             raise pytest.UsageError(f"{flag} {value} must be at least {least}")
+    out = config.getoption("scrub_out")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise pytest.UsageError(f"--scrub-out {out} is a file; runs go in a directory")
     model = config.getoption("scrub_model")
     if model is not None:
         from scrub.arguments import check_model
