@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from scrub.errors import ScrubError
+
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 #: A temp file whose pid cannot be checked (another host's, an old scrub's) is stale after this.
 _STALE_AFTER_S = 24 * 3600
@@ -83,14 +85,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
     ...     tmp.write_text("{}")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for old in stale_temp_files(path.parent):
-        m = _TEMP.match(old.name)
-        if m is not None and m["name"] == path.name:
-            old.unlink(missing_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in stale_temp_files(path.parent):
+            m = _TEMP.match(old.name)
+            if m is not None and m["name"] == path.name:
+                old.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as e:  # the place is not writable: name the file the user asked for
+        raise ScrubError(
+            f"cannot write {path}: {e.strerror or e}", fix="choose a writable location"
+        ) from None
     tmp = Path(name)
     try:
         os.fchmod(fd, 0o666 & ~_umask())

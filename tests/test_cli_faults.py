@@ -432,3 +432,24 @@ def test_signal_during_scrub_check(tmp_path: Path, sig: signal.Signals, capsys):
     assert expected in capsys.readouterr().out
     assert main(["compare", "latest", "latest", "--root", str(tmp_path / "runs")]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_sigterm_is_an_interrupt_that_cleans_up(tmp_path: Path, capsys):
+    """SIGTERM raises inside the command (so ``finally`` blocks run) and exits 143."""
+    import threading
+
+    from scrub.atomic import atomic_path
+    from scrub.exits import run_guarded
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be installed from the main thread")
+
+    def command():
+        with atomic_path(tmp_path / "x.json") as tmp:
+            tmp.write_text("{")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+
+    assert run_guarded(command, debug=False) == 143
+    assert capsys.readouterr().err.startswith("error: terminated (SIGTERM)")
+    assert list(tmp_path.iterdir()) == []
