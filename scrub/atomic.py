@@ -13,15 +13,12 @@ import contextlib
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from scrub.errors import ScrubError
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
-#: A temp file whose pid cannot be checked (another host's, an old scrub's) is stale after this.
-_STALE_AFTER_S = 24 * 3600
 
 
 def _umask() -> int:
@@ -41,18 +38,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def is_stale_temp(path: Path) -> bool:
-    """Whether ``path`` is a temp file of :func:`atomic_path` whose writer is gone."""
+    """Whether ``path`` is a temp file of :func:`atomic_path` whose writer is gone.
+
+    Only names of this module's pattern count, so other programs' temp files are never touched.
+    """
     m = _TEMP.match(path.name)
-    if m is None:
-        return path.name.endswith(".tmp") and path.name.startswith(".") and _old(path)
-    return int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
-
-
-def _old(path: Path) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime > _STALE_AFTER_S
-    except OSError:
-        return False
+    return m is not None and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
 
 
 def stale_temp_files(directory: Path, *, recursive: bool = False) -> list[Path]:

@@ -130,6 +130,25 @@ def test_runs_go_where_the_user_stands_not_the_rootdir(pytester: pytest.Pytester
     assert _only_run(here / "runs") and not (pytester.path / "runs").exists()
 
 
+def test_a_session_that_breaks_off_records_failed(pytester: pytest.Pytester):
+    pytester.makepyfile(hyp=HYP)
+    pytester.makepyfile(
+        test_exit="""
+import pytest
+pytestmark = pytest.mark.scrub_claim(model="toy-ioi", n=30, pool=300)
+
+def test_first(scrub):
+    scrub.run("hyp.py::empty")
+
+def test_stops():
+    pytest.exit("a test stopped the session")
+"""
+    )
+    _run(pytester, "--scrub-out", "out")
+    meta = json.loads((_only_run(pytester.path / "out") / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["ended"]
+
+
 @pytest.mark.slow  # starts a worker process that imports torch (~15 s on a busy core)
 def test_xdist_workers_report_to_the_controller(pytester: pytest.Pytester):
     pytest.importorskip("xdist")

@@ -47,7 +47,7 @@ class _Interrupts:
     seen = False
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
-        self.seen = True
+        self.seen = excinfo.errisinstance(KeyboardInterrupt)  # not pytest.exit()
 
 
 #: Interrupted, as every scrub command reports it (128 + SIGINT).

@@ -19,7 +19,7 @@ to a session that records no scrub result: no files, no table.
   lets the loader download it.
 * The run directory records its status (running, finished, interrupted, failed) and end time,
   see :mod:`scrub.runner.store`; temp files a killed session left under the runs directory are
-  removed when the next session starts.
+  removed when the next session stores its first result.
 * Precedence for n and seed: command line > ``scrub.run(...)`` argument > marker > default.
   For the model: ``scrub.run(model=)`` > marker > ``--scrub-model`` > ``toy-ioi`` (a claim is
   about one model; running it on another would make it meaningless).
@@ -110,7 +110,6 @@ def pytest_configure(config: pytest.Config) -> None:
         # Where the user stands, not the rootdir (which may be a parent directory).
         root = Path(out) if out else config.invocation_params.dir / "runs"
         run = RunDir(root.resolve() / new_run_name())  # created on the first result only
-        remove_stale_temp_files(root, recursive=True)
     config.stash[STATE] = SessionState(
         run=run,
         model_option=config.getoption("scrub_model"),
@@ -198,6 +197,9 @@ def _flush(config: pytest.Config, report: pytest.TestReport) -> None:
     pending = state.pending.pop(report.nodeid, None)
     if not pending:
         return
+    if not (state.run.path / "run.json").is_file():
+        # The session's first result: clear temp files a killed session left beside it.
+        remove_stale_temp_files(state.run.path.parent, recursive=True)
     state.run.ensure(_run_meta(config))
     for key, result, extra in pending:
         state.run.write_record(
@@ -235,7 +237,8 @@ class _InterruptWatcher:
         self.state = state
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
-        self.state.interrupted = True
+        # pytest also calls this hook for pytest.exit(), which is no interrupt.
+        self.state.interrupted = excinfo.errisinstance(KeyboardInterrupt)
 
 
 def _final_status(state: SessionState, exitstatus: int) -> RunStatus:
