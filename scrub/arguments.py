@@ -157,17 +157,6 @@ def check_output(path: Path, suffixes: Iterable[str], option: str) -> Path:
     return path
 
 
-def check_input_file(path: Path, option: str) -> Path:
-    """``path`` is an existing, readable file."""
-    if not path.exists():
-        raise ScrubError(f"{option} {path} does not exist", fix="check the path")
-    if path.is_dir():
-        raise ScrubError(f"{option} {path} is a directory", fix="give a file")
-    if not os.access(path, os.R_OK):
-        raise ScrubError(f"{option} {path} is not readable", fix="check its permissions")
-    return path
-
-
 def check_model(name: str, option: str = "--model") -> str:
     """A built-in model name, or a local model directory that passes the preflight checks."""
     from scrub.models.preflight import check_model_dir

@@ -10,7 +10,7 @@ code   meaning
 130    interrupted (Ctrl-C / SIGINT); 143 terminated (SIGTERM)
 =====  ==========================================================================================
 
-Whatever the code, stderr gets one line (``error: ...``) and files being written are removed
+Every failure gets one line on stderr (``error: ...``), and files being written are removed
 (they are written through :func:`scrub.atomic.atomic_path`, so they are complete or absent).
 
 >>> run_guarded(lambda: 0, debug=False)
@@ -54,7 +54,7 @@ def debug_requested(argv: list[str]) -> bool:
 
 
 def _usage_error_classes() -> tuple[type[BaseException], ...]:
-    """click's ``ClickException`` and, when typer bundles its own copy of click (typer >= 0.24
+    """click's ``ClickException`` and, when typer bundles its own copy of click (typer 0.29
     raises ``typer._click.exceptions.ClickException``, unrelated to click's), that one too."""
     classes: list[type[BaseException]] = []
     with contextlib.suppress(ImportError):
