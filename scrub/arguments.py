@@ -90,34 +90,34 @@ def available_memory() -> int | None:
 
 
 def _gb(x: float) -> str:
-    return f"{x / 1024**3:.1f} GB"
+    """A size for people: ``"17.2 GB"``, ``"11.7 MB"``."""
+    return f"{x / 1024**3:.1f} GB" if x >= 1024**3 else f"{x / 1024**2:.1f} MB"
 
 
 def check_fits(rows: int, what: str, *, extra_bytes: int = 0, extra_what: str = "") -> None:
-    """Refuse a dataset of ``rows`` prompts (plus ``extra_bytes``) that cannot fit in memory.
+    """Refuse a dataset of ``rows`` prompts (plus a budget of ``extra_bytes``) that cannot fit.
 
-    The cap is :data:`MEMORY_SHARE` of the memory available now, with
-    :data:`BYTES_PER_PROMPT` per row, so a command never starts what would swap or be killed.
-    ``what`` names the setting at fault, e.g. ``"--n 3000000"``.
+    The dataset may take :data:`MEMORY_SHARE` of the memory available now, at
+    :data:`BYTES_PER_PROMPT` per row; with the extra budget (e.g. ``--max-memory``, a cap the
+    engine may fill) it must fit in what is available. So a command never starts what would
+    swap or be killed. ``what`` names the setting at fault, e.g. ``"--n 3000000"``.
     """
     available = available_memory()
     if available is None:
         return
-    need = rows * BYTES_PER_PROMPT + extra_bytes
-    cap = int(available * MEMORY_SHARE)
-    if need > cap:
-        plus = f" + {_gb(extra_bytes)} {extra_what}" if extra_bytes else ""
-        max_rows = max(0, (cap - extra_bytes) // BYTES_PER_PROMPT)
-        fix = (
-            f"use at most about {max_rows} rows, or free memory"
-            if max_rows
-            else f"lower {extra_what or 'the size'}, or free memory"
-        )
+    data = rows * BYTES_PER_PROMPT
+    if data > available * MEMORY_SHARE:
         raise ScrubError(
-            f"{what} needs about {_gb(need)} of memory ({rows} prompts x "
-            f"{BYTES_PER_PROMPT // 1024} KB{plus}), more than half of the {_gb(available)} "
-            f"available",
-            fix=fix,
+            f"{what} needs about {_gb(data)} of memory ({rows} prompts x "
+            f"{BYTES_PER_PROMPT // 1024} KB), more than half of the {_gb(available)} available",
+            fix=f"use at most about {int(available * MEMORY_SHARE) // BYTES_PER_PROMPT} rows, "
+            f"or free memory",
+        )
+    if data + extra_bytes > available:
+        raise ScrubError(
+            f"{extra_what} {_gb(extra_bytes)} plus {_gb(data)} for {what} is more than the "
+            f"{_gb(available)} of memory available",
+            fix=f"lower {extra_what} to at most {_gb(available - data)}, or free memory",
         )
 
 

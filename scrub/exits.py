@@ -157,7 +157,8 @@ def run_guarded(call: Callable[[], object], *, debug: bool) -> int:
         return _interrupt_code(exit_code_of(e.code))
     except Exception as e:  # noqa: BLE001  the one place a bug becomes an exit code
         if isinstance(e, _usage_error_classes()):
-            _error(_usage_message(e))
+            if type(e).__name__ != "NoArgsIsHelpError":  # `scrub` alone: the help was printed
+                _error(_usage_message(e))
             return int(ExitCode.BAD_INPUT)
         if isinstance(e, _abort_classes()):  # older typer/click turn Ctrl-C into Abort
             return _interrupt_code(int(ExitCode.INTERRUPTED))

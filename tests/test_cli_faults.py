@@ -161,7 +161,7 @@ CASES = [
         real=True,
     ),  # fmt: skip
     case("pool-huge", "run {h} --pool 1000000000", 2, "--pool 1000000000", "GB of memory"),
-    case("memory-huge", "run {h} --max-memory 100000TB", 2, "GB of memory", "--max-memory"),
+    case("memory-huge", "run {h} --max-memory 100000TB", 2, "--max-memory", "GB of memory"),
     # -- output paths (checked before the hypothesis, the model or any computation) --
     case("out-directory", "dataset ioi --n 3 --out {d}", 2, "is a directory"),
     case("out-under-file", "dataset ioi --n 3 --out {d}/afile/x.csv", 2, "afile is a file"),
@@ -318,6 +318,13 @@ def test_a_bug_exits_1_with_one_line_and_a_traceback_only_on_request(fx: Path, c
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [[], ["dataset"]], ids=["scrub", "scrub-dataset"])
+def test_no_command_prints_the_help_and_exits_2(argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Usage: scrub" in captured.out and captured.err == ""
+
+
 def test_mlp_node_on_an_attention_only_model_is_refused(fx: Path, capsys):
     """toy-ioi's MLPs are exactly zero: scrubbing one would report a meaningless 0 +- 0."""
     assert main(["run", f"{fx}/h.py::mlp", "--n", "5", "--pool", "50"]) == 2
@@ -453,3 +460,13 @@ def test_sigterm_is_an_interrupt_that_cleans_up(tmp_path: Path, capsys):
     assert run_guarded(command, debug=False) == 143
     assert capsys.readouterr().err.startswith("error: terminated (SIGTERM)")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("2GB", 2 * 1024**3), ("500MB", 500 * 1024**2), ("1.5gb", 3 * 1024**3 // 2), ("4096", 4096)],
+)
+def test_memory_sizes_that_are_fine_parse(text: str, value: int):
+    from scrub.arguments import parse_bytes
+
+    assert parse_bytes(text) == value
