@@ -187,10 +187,10 @@ def runs(
         table = run.table()
         counts = table["outcome"].value_counts().to_dict() if len(table) else {}
         tally = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        try:
-            status, args = run.status(), " ".join(map(str, run.meta().get("pytest_args", [])))
-        except ScrubError:
-            status, args = "unreadable", ""
+        status = run.status()
+        args = (
+            "" if status == "unreadable" else " ".join(map(str, run.meta().get("pytest_args", [])))
+        )
         typer.echo(f"{run.path.name}  {status:<11} {len(table):>3} results  {tally:<24} {args}")
         for problem in run.problems():
             typer.echo(f"warning: {problem}", err=True)

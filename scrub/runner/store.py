@@ -178,9 +178,11 @@ class RunDir:
 
     def finish(self, status: RunStatus) -> None:
         """Record how the run ended (``run.json``'s ``status`` and ``ended``), if it exists."""
-        if not (self.path / "run.json").is_file():
-            return
+        if self.status() == "unreadable":
+            return  # reported by problems(); a corrupt run.json is not rewritten blindly
         doc = self.meta()
+        if not doc:
+            return
         doc.update(status=RunStatus(status).value, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self._write_meta(doc)
 
@@ -204,8 +206,11 @@ class RunDir:
 
     def status(self) -> str:
         """The recorded status; ``running`` whose process is gone reads ``killed``; a run.json
-        from before statuses were recorded reads ``unknown``."""
-        doc = self.meta()
+        from before statuses were recorded reads ``unknown``, a corrupt one ``unreadable``."""
+        try:
+            doc = self.meta()
+        except ScrubError:
+            return "unreadable"
         status = doc.get("status") or "unknown"
         if status == RunStatus.RUNNING.value and not _writer_alive(doc):
             return "killed"
@@ -303,13 +308,6 @@ def list_runs(root: Path) -> list[RunDir]:
     return [RunDir(p) for p in sorted(root.iterdir()) if (p / "run.json").is_file()]
 
 
-def _status_or_unreadable(run: RunDir) -> str:
-    try:
-        return run.status()
-    except ScrubError:
-        return "unreadable"
-
-
 def resolve_run(ref: str | Path, root: Path = Path("runs")) -> RunDir:
     """A run by path, by name under ``root``, by unique name prefix, or ``latest``."""
     p = Path(ref)
@@ -317,7 +315,7 @@ def resolve_run(ref: str | Path, root: Path = Path("runs")) -> RunDir:
         return RunDir(p)
     runs = list_runs(root)
     if str(ref) == "latest":
-        finished = [r for r in runs if _status_or_unreadable(r) == RunStatus.FINISHED.value]
+        finished = [r for r in runs if r.status() == RunStatus.FINISHED.value]
         if finished:
             return finished[-1]
         raise ScrubError(
