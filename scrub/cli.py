@@ -1,15 +1,20 @@
-"""The ``scrub`` command line. Bad input exits with code 2 and one line naming problem and fix."""
+"""The ``scrub`` command line. Every failure is one line on stderr and an exit code
+(:mod:`scrub.exits`: 2 bad input, 130 interrupted, 1 a bug); arguments are checked
+(:mod:`scrub.arguments`) before any model loads."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from scrub import arguments as args_check
 from scrub.dataset_command import import_command
 from scrub.errors import ScrubError
+from scrub.exits import debug_requested, run_guarded
 from scrub.patching.command import patch_command
 
 app = typer.Typer(
@@ -20,6 +25,23 @@ app = typer.Typer(
 )
 dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets and their corruptions.")
 app.add_typer(dataset_app, name="dataset")
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Show the traceback of an internal error (also SCRUB_DEBUG=1)"
+        ),
+    ] = False,
+) -> None:
+    """Causal-scrubbing hypothesis testing for transformer circuits.
+
+    Exit codes: 0 success (scrub check: pytest's), 2 bad input, 130 interrupted, 1 a bug in scrub.
+    """
+
+
 # The command modules import torch and the engine only inside the command, so this is cheap.
 app.command("patch")(patch_command)
 dataset_app.command("import")(import_command)
@@ -59,16 +81,17 @@ def dataset_ioi(
     ] = None,
 ) -> None:
     """Generate an IOI PromptSet (optionally corrupted) and write it to --out."""
+    args_check.check_count(n, "--n", what="prompts")
+    args_check.check_seed(seed)
+    args_check.check_fits(n, f"--n {n}")
     from scrub.data import IOIVocabulary, load_tokenizer, make_ioi, parse_corruptions
     from scrub.data import corrupt as apply_corruptions
     from scrub.data.export import FORMATS, write_promptset
     from scrub.data.tokenizer import splits_only_on_spaces
     from scrub.report import preview
 
-    if out.suffix not in FORMATS:
-        raise ScrubError(
-            f"cannot write {out.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
-        )
+    args_check.check_output(out, FORMATS, "--out")
+    args_check.check_tokenizer(tokenizer)
     steps = parse_corruptions(corrupt) if corrupt is not None else []
     vocab = IOIVocabulary.from_folder(templates_dir) if templates_dir is not None else None
     tok = load_tokenizer(tokenizer)
@@ -90,25 +113,11 @@ def dataset_ioi(
         typer.echo("punctuation spaced out: the tokenizer splits only on whitespace")
     if ps.excluded_names:
         typer.echo(
-            f"excluded {len(ps.excluded_names)} names that are not single tokens: "
-            f"{', '.join(ps.excluded_names)}"
+            f"warning: excluded {len(ps.excluded_names)} names that are not single tokens: "
+            f"{', '.join(ps.excluded_names)}",
+            err=True,
         )
     typer.echo(f"wrote {len(ps)} prompts to {out}")
-
-
-def _parse_bytes(text: str) -> int:
-    """``"2GB"``, ``"500MB"`` or a plain byte count."""
-    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3}
-    t = text.strip().upper()
-    try:
-        for unit, factor in units.items():
-            if t.endswith(unit):
-                return int(float(t[: -len(unit)]) * factor)
-        return int(t)
-    except ValueError:
-        raise ScrubError(
-            f"cannot read the memory size {text!r}", fix="write e.g. 2GB or 500MB"
-        ) from None
 
 
 @app.command("run")
@@ -133,18 +142,39 @@ def run(
     dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "float32",
 ) -> None:
     """Scrub one hypothesis and print clean, scrubbed, random and recovered +- SE."""
-    from scrub.metrics import check_metric
+    # Cheap checks first (no torch import): values, output path, hypothesis, model files.
     from scrub.scrubbing.loader import load_hypothesis
-    from scrub.scrubbing.run import run_hypothesis, write_result
+    from scrub.scrubbing.run import DEFAULT_N, DEFAULT_POOL, run_hypothesis, write_result
+    from scrub.scrubbing.validate import check_structure
+
+    if n is not None:
+        args_check.check_count(n, "--n")
+    args_check.check_seed(seed)
+    memory = args_check.parse_bytes(max_memory, "--max-memory")
+    if dataset is None:  # a prompt file's own size is checked when it is read
+        n_rows = DEFAULT_N if n is None else n
+        args_check.check_pool(pool, n_rows)
+        rows = max(n_rows, pool or DEFAULT_POOL)
+        what = (
+            f"--pool {pool}"
+            if pool
+            else f"--n {n_rows}"
+            if n_rows >= rows
+            else f"a pool of {rows} rows"
+        )
+        args_check.check_fits(rows, what, extra_bytes=memory, extra_what="--max-memory")
+    if json_out is not None:
+        args_check.check_output(json_out, (".json",), "--json")
+    hypothesis = load_hypothesis(ref)
+    check_structure(hypothesis)
+    from scrub.metrics import check_metric  # imports torch
 
     check_metric(metric)
-    if json_out is not None and json_out.suffix != ".json":
-        raise ScrubError(f"cannot write {json_out.name}", fix="use a file ending in .json")
     from scrub.models import load_model
     from scrub.models.load import placement
 
-    placement(device, dtype)  # checked before the hypothesis and the model load
-    hypothesis = load_hypothesis(ref)
+    placement(device, dtype)  # checked before the model loads
+    args_check.check_model(model)
     result = run_hypothesis(
         hypothesis,
         load_model(model, device=device, dtype=dtype),
@@ -152,7 +182,7 @@ def run(
         seed=seed,
         metric=metric,
         pool=pool,
-        max_memory=_parse_bytes(max_memory),
+        max_memory=memory,
         progress=True,
         dataset=dataset,
     )
@@ -191,7 +221,7 @@ def check(ctx: typer.Context) -> None:
 def runs(
     root: Annotated[Path, typer.Option("--root", help="Where runs are stored")] = Path("runs"),
 ) -> None:
-    """List stored runs: name, results, passed/failed, command."""
+    """List stored runs: name, status, results, passed/failed, command; unreadable files."""
     from scrub.runner.store import list_runs
 
     found = list_runs(root)
@@ -202,8 +232,13 @@ def runs(
         table = run.table()
         counts = table["outcome"].value_counts().to_dict() if len(table) else {}
         tally = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        args = " ".join(map(str, run.meta().get("pytest_args", [])))
-        typer.echo(f"{run.path.name}  {len(table):>3} results  {tally:<24} {args}")
+        status = run.status()
+        args = (
+            "" if status == "unreadable" else " ".join(map(str, run.meta().get("pytest_args", [])))
+        )
+        typer.echo(f"{run.path.name}  {status:<11} {len(table):>3} results  {tally:<24} {args}")
+        for problem in run.problems():
+            typer.echo(f"warning: {problem}", err=True)
 
 
 @app.command("compare")
@@ -218,6 +253,8 @@ def compare(
     from scrub.runner.store import compare_runs, resolve_run
 
     a, b = resolve_run(run_a, root), resolve_run(run_b, root)
+    for problem in a.problems() + b.problems():
+        typer.echo(f"warning: {problem}", err=True)
     diff = compare_runs(a, b)
     typer.echo(f"A = {a.path}\nB = {b.path}")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -238,10 +275,11 @@ def draw(
     from scrub.runner.draw import FORMATS, load_records
     from scrub.runner.draw import draw as draw_hypothesis
     from scrub.scrubbing.loader import load_hypothesis
+    from scrub.scrubbing.validate import check_structure
 
-    if out.suffix not in FORMATS:
-        raise ScrubError(f"cannot draw to {out.name}", fix=f"use {', '.join(FORMATS)}")
+    args_check.check_output(out, FORMATS, "-o/--out")
     hypothesis = load_hypothesis(ref)
+    check_structure(hypothesis)
     records = load_records(results) if results is not None else None
     outcome = draw_hypothesis(hypothesis, out, records=records)
     typer.echo(outcome.message)
@@ -249,25 +287,15 @@ def draw(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning :class:`ScrubError` into exit code 2."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except ScrubError as e:
-        typer.echo(f"error: {e}", err=True)
-        return 2
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except SystemExit as e:  # typer exits with the code of --help and usage errors
-        return int(e.code or 0)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        raise
-    return 0
+    """Entry point: run the app; every outcome becomes an exit code (see :mod:`scrub.exits`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("SCRUB_ALLOW_DOWNLOAD", "").strip().lower() not in ("1", "true", "yes", "on"):
+        # No network unless asked: libraries that would consult the hub stay on local files.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return run_guarded(
+        lambda: app(args=argv, prog_name="scrub", standalone_mode=False),
+        debug=debug_requested(argv),
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def test_corrupt_output_row_i_corrupts_row_i(tmp_path, capsys):
         (["--corrupt", "flipio"], "unknown corruption 'flipio'"),
         (["--order", "ABAB"], "unknown order 'ABAB'"),
         (["--templates", "0,40"], "unknown template"),
-        (["--n", "100000000000"], "distinct prompts"),
+        (["--n", "100000000000"], "GB of memory"),  # refused before any prompt is built
         (["--tokenizer", "/nonexistent/tok"], "neither 'toy-ioi' nor an existing path"),
     ],
 )

@@ -48,7 +48,7 @@ def test_check_help_starts_with_scrubs_options(capsys):
     assert main(["check", "--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Usage: scrub check")
-    options = [ln.split()[0] for ln in lines[:12] if ln.strip().startswith("--scrub-")]
+    options = [ln.split()[0] for ln in lines[:14] if ln.strip().startswith("--scrub-")]
     assert options == [
         "--scrub-model",
         "--scrub-n",

@@ -127,7 +127,7 @@ def test_directory_without_config_names_the_missing_file(tmp_path: Path) -> None
 
 
 def test_directory_without_weights_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(ScrubError, match="has no weights: none of model.safetensors"):
         load_model(str(tmp_path))
 
@@ -361,3 +361,39 @@ def test_importing_scrub_models_loads_no_model_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_gpt2_small_not_on_disk_never_touches_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network unless asked: without SCRUB_ALLOW_DOWNLOAD the hub is not even probed."""
+    import huggingface_hub
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("the network was used without SCRUB_ALLOW_DOWNLOAD")
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.delenv("SCRUB_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(load_mod, "_hub_reachable", tripwire)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", tripwire)
+    with pytest.raises(ScrubError, match="downloads are off.*SCRUB_ALLOW_DOWNLOAD=1"):
+        load_model("gpt2-small")
+
+
+def test_gpt2_small_download_failure_is_one_scrub_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the opt-in, a hub that answers badly is a ScrubError (claims skip), not a crash."""
+    import huggingface_hub
+
+    def bad_hub(*args, **kwargs):
+        raise RuntimeError("502 Bad Gateway\n<html>...</html>")
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("SCRUB_ALLOW_DOWNLOAD", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(load_mod, "_hub_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", bad_hub)
+    with pytest.raises(ScrubError, match="downloading gpt2-small failed: RuntimeError: 502 Bad"):
+        load_model("gpt2-small")

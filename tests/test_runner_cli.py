@@ -68,12 +68,14 @@ def test_draw_rejects_results_of_another_hypothesis(hyp, tmp_path, capsys):
 def test_runs_and_compare(tmp_path, capsys):
     from test_runner_store import _result
 
-    from scrub.runner.store import RunDir, record_of
+    from scrub.runner.store import RunDir, RunStatus, record_of
 
     a = RunDir.create(tmp_path, {}, name="20240101-000000-aaaaaa")
     b = RunDir.create(tmp_path, {}, name="20240102-000000-bbbbbb")
     a.write_record(record_of(_result("h"), key="k", outcome="pass"))
     b.write_record(record_of(_result("h", shift=-0.5), key="k", outcome="fail"))
+    a.finish(RunStatus.FINISHED)
+    b.finish(RunStatus.FINISHED)
     assert main(["runs", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "20240101-000000-aaaaaa" in out and "pass=1" in out

@@ -84,11 +84,13 @@ def test_pass_fail_error_skip_and_table(pytester: pytest.Pytester, monkeypatch):
     assert "scrub results" in text and "mover" in text and "nothing" in text
     assert "FAIL" in text and "PASS" in text
     assert "recovered" in text and "n=30" in text  # the failure message names value, SE and n
-    assert "gpt2-small weights unavailable" in text
+    assert "gpt2-small weights unavailable" in text and "SCRUB_ALLOW_DOWNLOAD=1" in text
     assert "ERROR at call of test_broken" in text
     run = _only_run(pytester.path / "out")
     meta = json.loads((run / "run.json").read_text())
     assert "versions" in meta and "torch" in meta["versions"]
+    assert meta["status"] == "finished" and meta["ended"] >= meta["started"]
+    assert f"results: {run} (finished)" in text
     records = [json.loads(p.read_text()) for p in (run / "results").glob("*.json")]
     assert sorted(r["outcome"] for r in records) == ["fail", "pass"]
     rec = records[0]
@@ -116,6 +118,35 @@ def test_no_scrub_results_no_table_no_files(pytester: pytest.Pytester):
     res.assert_outcomes(passed=1)
     assert "scrub results" not in res.stdout.str()
     assert not (pytester.path / "runs").exists()
+
+
+def test_runs_go_where_the_user_stands_not_the_rootdir(pytester: pytest.Pytester, monkeypatch):
+    _write(pytester)
+    pytester.makeini("[pytest]\n")  # the rootdir is pytester.path
+    here = pytester.mkdir("sub")
+    monkeypatch.chdir(here)
+    res = pytester.runpytest_inprocess(*_base_args(), "../test_claims.py", "-k", "true")
+    res.assert_outcomes(passed=1)
+    assert _only_run(here / "runs") and not (pytester.path / "runs").exists()
+
+
+def test_a_session_that_breaks_off_records_failed(pytester: pytest.Pytester):
+    pytester.makepyfile(hyp=HYP)
+    pytester.makepyfile(
+        test_exit="""
+import pytest
+pytestmark = pytest.mark.scrub_claim(model="toy-ioi", n=30, pool=300)
+
+def test_first(scrub):
+    scrub.run("hyp.py::empty")
+
+def test_stops():
+    pytest.exit("a test stopped the session")
+"""
+    )
+    _run(pytester, "--scrub-out", "out")
+    meta = json.loads((_only_run(pytester.path / "out") / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["ended"]
 
 
 @pytest.mark.slow  # starts a worker process that imports torch (~15 s on a busy core)

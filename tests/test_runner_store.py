@@ -10,7 +10,14 @@ import pytest
 
 from scrub.errors import ScrubError
 from scrub.runner import claims
-from scrub.runner.store import RunDir, compare_runs, list_runs, record_of, resolve_run
+from scrub.runner.store import (
+    RunDir,
+    RunStatus,
+    compare_runs,
+    list_runs,
+    record_of,
+    resolve_run,
+)
 from scrub.scrubbing.result import Recovered, ScrubResult
 
 
@@ -60,6 +67,8 @@ def test_list_resolve_compare(tmp_path):
     a.write_record(record_of(_result("h"), key="k", outcome="pass"))
     b.write_record(record_of(_result("h", shift=-0.5), key="k", outcome="fail"))
     b.write_record(record_of(_result("new"), key="k2", outcome="pass"))
+    a.finish(RunStatus.FINISHED)
+    b.finish(RunStatus.FINISHED)
     assert [r.path.name for r in list_runs(tmp_path)] == [a.path.name, b.path.name]
     assert resolve_run("latest", tmp_path) == b and resolve_run("20240101", tmp_path) == a
     with pytest.raises(ScrubError, match="not a stored run"):

@@ -238,8 +238,10 @@ def _load_dir(path: Path, *, name: str, where: Placement) -> Model:
     is built until ``model.hf_model`` or the bridge is used); others load through transformers
     onto the hook backend.
     """
+    from scrub.models.preflight import check_model_dir
     from scrub.models.weights import UnsupportedArchitecture, from_checkpoint
 
+    check_model_dir(path)  # names the broken file (config, weights, tokenizer) before loading
     if not path.is_dir():
         raise ScrubError(f"model directory {path} does not exist", fix="check the path")
     config_file = path / "config.json"
@@ -440,13 +442,18 @@ def _has_mlps(hf_model: Any) -> bool:
 
 
 def _gpt2_small_dir() -> Path:
-    """The local snapshot directory of GPT-2 small, downloading it only if the hub is reachable.
+    """The local snapshot directory of GPT-2 small; downloads only with ``SCRUB_ALLOW_DOWNLOAD=1``.
 
-    Offline this fails in well under a second: huggingface_hub's own download retries an
-    unreachable host for about 25 seconds, so the cache is checked first and the host is probed
-    with one short connection attempt before any download.
+    No network unless asked: without the opt-in, weights that are not in the Hugging Face cache
+    are a :class:`ScrubError` (claims about the model then skip with this reason), whatever the
+    hub would have answered. With it, the host is probed with one short connection attempt
+    (huggingface_hub's own download retries an unreachable host for about 25 seconds) and any
+    failure of the download is reported as one line.
     """
     from huggingface_hub import snapshot_download, try_to_load_from_cache
+
+    def _env_flag(name: str) -> bool:
+        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
     cache_dir = os.environ.get("HF_HUB_CACHE")  # read now: the library reads it at import time
     cached = [
@@ -455,11 +462,15 @@ def _gpt2_small_dir() -> Path:
     if all(isinstance(c, str) for c in cached):
         return Path(cached[0]).parent
     how = (
-        "make the weights available: run once with network access, or "
-        "`huggingface-cli download gpt2` on a connected machine and copy the Hugging Face cache, "
-        "or pass a local model directory to load_model instead of 'gpt2-small'"
+        "make the weights available: set SCRUB_ALLOW_DOWNLOAD=1 to let scrub download them "
+        "(about 550 MB), or `huggingface-cli download gpt2` on a connected machine and copy the "
+        "Hugging Face cache, or pass a local model directory to load_model instead of 'gpt2-small'"
     )
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if not _env_flag("SCRUB_ALLOW_DOWNLOAD"):
+        raise ScrubError(
+            "gpt2-small is not in the Hugging Face cache and downloads are off", fix=how
+        )
+    if _env_flag("HF_HUB_OFFLINE"):
         raise ScrubError(
             "gpt2-small is not in the Hugging Face cache and HF_HUB_OFFLINE is set", fix=how
         )
@@ -467,12 +478,18 @@ def _gpt2_small_dir() -> Path:
         raise ScrubError(
             "gpt2-small is not in the Hugging Face cache and the hub is unreachable", fix=how
         )
-    with _quiet_transformers():
-        return Path(
-            snapshot_download(
-                GPT2_SMALL_REPO, allow_patterns=list(_GPT2_SMALL_FILES), cache_dir=cache_dir
+    try:
+        with _quiet_transformers():
+            return Path(
+                snapshot_download(
+                    GPT2_SMALL_REPO, allow_patterns=list(_GPT2_SMALL_FILES), cache_dir=cache_dir
+                )
             )
-        )
+    except Exception as e:  # noqa: BLE001  whatever the hub answers (HTTP errors, bad payloads)
+        raise ScrubError(
+            f"downloading gpt2-small failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}",
+            fix=how,
+        ) from e
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:

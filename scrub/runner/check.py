@@ -1,8 +1,11 @@
 """``scrub check``: run the claims under ``hypotheses/`` with pytest and the scrub plugin.
 
 Every argument is passed to pytest unchanged (``-k``, ``-x``, ``-n auto`` with pytest-xdist, ...);
-when none of them names an existing path, ``hypotheses`` is added. The exit code is pytest's.
-``--help`` shows scrub's own options first; ``--pytest-help`` all of pytest's.
+when none of them names an existing path, ``hypotheses`` is added. The exit code is pytest's
+(0 all passed, 1 some claim failed, 3 internal error, 5 nothing collected), except that bad input
+is 2 like every scrub command (pytest's usage error 4, and its 2 for a collection error) and an
+interrupt (Ctrl-C, SIGTERM) is 130. ``--help`` shows scrub's own options first; ``--pytest-help``
+all of pytest's.
 
 >>> check(["hypotheses/", "-q"])     # doctest: +SKIP
 0
@@ -86,8 +89,21 @@ def help_text() -> str:
     )
 
 
+class _Interrupts:
+    """Sees whether pytest's session ended by a KeyboardInterrupt (its exit code 2 is shared)."""
+
+    seen = False
+
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        self.seen = excinfo.errisinstance(KeyboardInterrupt)  # not pytest.exit()
+
+
+#: Interrupted, as every scrub command reports it (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
 def check(args: Sequence[str]) -> int:
-    """Run pytest over the claims; returns pytest's exit code."""
+    """Run pytest over the claims; returns the exit code (see the module docstring)."""
     import pytest
 
     args = list(args)
@@ -96,4 +112,8 @@ def check(args: Sequence[str]) -> int:
     if "-h" in args or "--help" in args:
         print(help_text())
         return 0
-    return int(pytest.main(pytest_args(args)))
+    watch = _Interrupts()
+    code = int(pytest.main(pytest_args(args), plugins=[watch]))
+    if watch.seen:
+        return EXIT_INTERRUPTED
+    return 2 if code == pytest.ExitCode.USAGE_ERROR else code

@@ -12,7 +12,15 @@ to a session that records no scrub result: no files, no table.
   loader's reason.
 * Options: ``--scrub-model M`` runs only claims about model M (others skip) and is the default
   model of unmarked tests; ``--scrub-n`` and ``--scrub-seed`` override every run's n and seed;
-  ``--scrub-out DIR`` is where run directories go (default ``<rootdir>/runs``).
+  ``--scrub-out DIR`` is where run directories go (default ``runs/`` in the directory pytest or
+  ``scrub check`` was started from, not the rootdir). An unknown ``--scrub-model`` is a usage
+  error.
+* No network unless asked: a claim about a model whose weights are not on disk (GPT-2 small
+  outside the Hugging Face cache) skips with the loader's reason; ``SCRUB_ALLOW_DOWNLOAD=1``
+  lets the loader download it.
+* The run directory records its status (running, finished, interrupted, failed) and end time,
+  see :mod:`scrub.runner.store`; temp files a killed session left under the runs directory are
+  removed when the next session stores its first result.
 * Precedence for n and seed: command line > ``scrub.run(...)`` argument > marker > default.
   For the model: ``scrub.run(model=)`` > marker > ``--scrub-model`` > ``toy-ioi`` (a claim is
   about one model; running it on another would make it meaningless).
@@ -36,7 +44,8 @@ from typing import Any
 
 import pytest
 
-from scrub.runner.store import RunDir, new_run_name, record_of, safe_key
+from scrub.atomic import remove_stale_temp_files
+from scrub.runner.store import RunDir, RunStatus, new_run_name, record_of, safe_key
 
 DEFAULT_MODEL = "toy-ioi"
 DEFAULT_N = 200
@@ -65,6 +74,9 @@ class SessionState:
     #: and scrubbing is deterministic, so one session computes each once.
     memo: dict[tuple, Any] = field(default_factory=dict)
     recorded: int = 0
+    #: The process whose life the run's status follows (xdist: the controller's).
+    owner_pid: int = field(default_factory=os.getpid)
+    interrupted: bool = False
 
 
 STATE = pytest.StashKey[SessionState]()
@@ -96,11 +108,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "its defaults (dataset: a prompt file beside the claims file)",
     )
     workerinput = getattr(config, "workerinput", None)
+    owner_pid = os.getpid()
     if workerinput is not None and "scrub_run_dir" in workerinput:
         run = RunDir(Path(workerinput["scrub_run_dir"]))
+        owner_pid = int(workerinput.get("scrub_owner_pid", owner_pid))
     else:
+        _check_options(config)
         out = config.getoption("scrub_out")
-        root = Path(out) if out else config.rootpath / "runs"
+        # Where the user stands, not the rootdir (which may be a parent directory).
+        root = Path(out) if out else config.invocation_params.dir / "runs"
         run = RunDir(root.resolve() / new_run_name())  # created on the first result only
     config.stash[STATE] = SessionState(
         run=run,
@@ -110,13 +126,43 @@ def pytest_configure(config: pytest.Config) -> None:
         threads=config.getoption("scrub_threads"),
         device=config.getoption("scrub_device"),
         dtype=config.getoption("scrub_dtype"),
+        owner_pid=owner_pid,
     )
+    config.pluginmanager.register(_InterruptWatcher(config.stash[STATE]), "scrub-interrupts")
+
+
+def _check_options(config: pytest.Config) -> None:
+    """The scrub options' values, before any test runs: bad ones are usage errors."""
+    from scrub.errors import ScrubError
+
+    checks = [
+        ("scrub_n", "--scrub-n", 1),
+        ("scrub_seed", "--scrub-seed", 0),
+        ("scrub_threads", "--scrub-threads", 1),
+    ]
+    for dest, flag, least in checks:
+        value = config.getoption(dest)
+        if value is not None and value < least:
+            raise pytest.UsageError(f"{flag} {value} must be at least {least}")
+    out = config.getoption("scrub_out")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise pytest.UsageError(f"--scrub-out {out} is a file; runs go in a directory")
+    model = config.getoption("scrub_model")
+    if model is not None:
+        from scrub.arguments import check_model
+
+        try:
+            check_model(model, "--scrub-model")
+        except ScrubError as e:
+            raise pytest.UsageError(str(e)) from None
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """pytest-xdist (controller): every worker writes into the controller's run directory."""
-    node.workerinput["scrub_run_dir"] = str(node.config.stash[STATE].run.path)
+    state = node.config.stash[STATE]
+    node.workerinput["scrub_run_dir"] = str(state.run.path)
+    node.workerinput["scrub_owner_pid"] = state.owner_pid
 
 
 def _is_claim(item: pytest.Item) -> bool:
@@ -161,6 +207,9 @@ def _flush(config: pytest.Config, report: pytest.TestReport) -> None:
     pending = state.pending.pop(report.nodeid, None)
     if not pending:
         return
+    if not (state.run.path / "run.json").is_file():
+        # The session's first result: clear temp files a killed session left beside it.
+        remove_stale_temp_files(state.run.path.parent, recursive=True)
     state.run.ensure(_run_meta(config))
     for key, result, extra in pending:
         state.run.write_record(
@@ -172,6 +221,7 @@ def _flush(config: pytest.Config, report: pytest.TestReport) -> None:
 def _run_meta(config: pytest.Config) -> dict[str, Any]:
     state = config.stash[STATE]
     return {
+        "pid": state.owner_pid,
         "options": {
             "scrub_model": state.model_option,
             "scrub_n": state.n_option,
@@ -186,25 +236,53 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+class _InterruptWatcher:
+    """Notes Ctrl-C (and SIGTERM, which ``scrub check`` raises as one) in the session state.
+
+    pytest's hook gets no config, and its exit status INTERRUPTED also means "a collection
+    error stopped the session", so the interrupt is recorded where it happens.
+    """
+
+    def __init__(self, state: SessionState):
+        self.state = state
+
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        # pytest also calls this hook for pytest.exit(), which is no interrupt.
+        self.state.interrupted = excinfo.errisinstance(KeyboardInterrupt)
+
+
+def _final_status(state: SessionState, exitstatus: int) -> RunStatus:
+    if state.interrupted:
+        return RunStatus.INTERRUPTED
+    if exitstatus in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
+        return RunStatus.FAILED  # the session broke (e.g. a collection error stopped it)
+    return RunStatus.FINISHED
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash[STATE]
-    if not _is_worker(config) and (state.run.path / "results").is_dir():
+    if _is_worker(config):
+        return
+    if (state.run.path / "results").is_dir():
         state.run.rebuild_table()  # the final table sees every worker's results
+    state.run.finish(_final_status(state, exitstatus))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if _is_worker(config):
         return
     run = config.stash[STATE].run
-    records = run.records()
+    records = run.read_records()[0]
     if not records:
         return
     tr = terminalreporter
     tr.write_sep("=", "scrub results")
     for line in format_table(records):
         tr.write_line(line)
-    tr.write_line(f"results: {run.path}")
+    for problem in run.problems():
+        tr.write_line(f"warning: {problem}", yellow=True)
+    tr.write_line(f"results: {run.path} ({run.status()})")
 
 
 #: A result several claims used is reported with the worst of their outcomes.
@@ -366,6 +444,7 @@ class Scrub:
         """
         from scrub.scrubbing.experiment import scrub_hypothesis
         from scrub.scrubbing.run import DEFAULT_POOL
+        from scrub.scrubbing.validate import check_model_has_mlps
 
         st = self._state
         h = self.hypothesis(hypothesis)
@@ -373,6 +452,7 @@ class Scrub:
         if st.model_option and wanted != st.model_option:
             pytest.skip(f"claim about {wanted}; --scrub-model {st.model_option} selects others")
         m = self.model(wanted)
+        check_model_has_mlps(h, m.info.name, m.info.has_mlps)
         if dataset is None:
             dataset = self._defaults.get("dataset")
         if isinstance(dataset, (str, os.PathLike)):

@@ -3,13 +3,20 @@
 Layout (every file written through :func:`scrub.atomic.atomic_path`, so it is complete or absent)::
 
     runs/20250101-120000-a1b2c3/
-        run.json            settings, versions, seed, command line
+        run.json            settings, versions, seed, command line, status, started, ended
         results/<key>.json  one scrub result: summary, settings, per-example values, assignment
         results.csv         one row per result (rebuilt after each result and at session end)
         results.parquet     the same table
 
 An interrupted run therefore leaves every finished result readable, and the table lists at least
 the results finished before the last rebuild (rebuild it with :func:`rebuild_table`).
+
+Lifecycle: ``run.json`` is written with ``status: running`` (and the writer's pid and host) when
+the first result arrives, and rewritten at the end with ``finished``, ``interrupted`` (Ctrl-C,
+SIGTERM) or ``failed`` (the session itself broke: internal or collection error) and ``ended``.
+A run still ``running`` whose process is gone was killed (SIGKILL, power cut). ``latest`` is the
+newest ``finished`` run. Files that cannot be read (corrupt JSON, a leftover temp file) are
+reported by name by :meth:`RunDir.problems`, never silently dropped.
 
 >>> run = RunDir.create(Path("runs"), {"seed": 0})          # doctest: +SKIP
 >>> run.write_record(record_of(result, key="test_x"))      # doctest: +SKIP
@@ -18,12 +25,16 @@ the results finished before the last rebuild (rebuild it with :func:`rebuild_tab
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import os
 import re
 import secrets
+import socket
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +42,20 @@ from typing import Any
 
 import pandas as pd
 
-from scrub.atomic import atomic_path
+from scrub.atomic import atomic_path, stale_temp_files
 from scrub.errors import ScrubError
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+class RunFileWarning(UserWarning):
+    """A file of a stored run could not be read (it is skipped, and named)."""
+
 
 #: Columns of the results table, in display order.
 TABLE_COLUMNS = (
@@ -138,17 +161,60 @@ class RunDir:
             return
         doc = {
             "run": self.path.name,
+            "status": RunStatus.RUNNING.value,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "ended": None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             "command": sys.argv,
             "versions": versions(),
             **dict(meta),
         }
+        self._write_meta(doc)
+
+    def _write_meta(self, doc: Mapping[str, Any]) -> None:
         with atomic_path(self.path / "run.json") as tmp:
             tmp.write_text(json.dumps(doc, indent=1, default=str))
 
+    def finish(self, status: RunStatus) -> None:
+        """Record how the run ended (``run.json``'s ``status`` and ``ended``), if it exists."""
+        if self.status() == "unreadable":
+            return  # reported by problems(); a corrupt run.json is not rewritten blindly
+        doc = self.meta()
+        if not doc:
+            return
+        doc.update(status=RunStatus(status).value, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self._write_meta(doc)
+
     def meta(self) -> dict[str, Any]:
+        """``run.json`` as a dict ({} when absent); a corrupt file is a :class:`ScrubError`."""
         p = self.path / "run.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        if not p.is_file():
+            return {}
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ScrubError(
+                f"{p} is unreadable ({type(e).__name__}: {e})",
+                fix="restore or delete that run directory",
+            ) from None
+        if not isinstance(doc, dict):
+            raise ScrubError(
+                f"{p} is not a JSON object", fix="restore or delete that run directory"
+            )
+        return doc
+
+    def status(self) -> str:
+        """The recorded status; ``running`` whose process is gone reads ``killed``; a run.json
+        from before statuses were recorded reads ``unknown``, a corrupt one ``unreadable``."""
+        try:
+            doc = self.meta()
+        except ScrubError:
+            return "unreadable"
+        status = doc.get("status") or "unknown"
+        if status == RunStatus.RUNNING.value and not _writer_alive(doc):
+            return "killed"
+        return status
 
     def write_record(self, record: Mapping[str, Any]) -> Path:
         """Write ``results/<key>.json`` atomically, then rebuild the table."""
@@ -158,22 +224,51 @@ class RunDir:
         self.rebuild_table()
         return path
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every stored result, oldest file first (unreadable files are skipped)."""
+    def read_records(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every readable stored result (oldest file first) and one line per unreadable file."""
         if not self.results_dir.is_dir():
-            return []
+            return [], []
         files = sorted(self.results_dir.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
-        out = []
+        out, problems = [], []
         for f in files:
+            # Files are replaced atomically, so a reader never sees a half-written one: a file
+            # that does not parse is damaged (truncated, edited), not in flight.
             try:
-                out.append(json.loads(f.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # another process replaced it mid-read; the next rebuild sees it
-        return out
+                doc = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                problems.append(f"{f} is unreadable ({type(e).__name__}: {e}); skipped")
+                continue
+            if not isinstance(doc, dict):
+                problems.append(f"{f} is not a JSON object; skipped")
+                continue
+            out.append(doc)
+        return out, problems
+
+    def problems(self) -> list[str]:
+        """Unreadable files of this run, and temp files left by a killed writer, by name."""
+        problems = []
+        try:
+            self.meta()
+        except ScrubError as e:
+            problems.append(str(e))
+        problems += self.read_records()[1]
+        problems += [
+            f"{p} is a temp file left by a killed writer; ignored (removed by the next run)"
+            for p in stale_temp_files(self.path, recursive=True)
+        ]
+        return problems
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every readable stored result, oldest file first; unreadable ones are skipped with a
+        :class:`RunFileWarning` naming the file."""
+        records, problems = self.read_records()
+        for problem in problems:
+            warnings.warn(problem, RunFileWarning, stacklevel=2)
+        return records
 
     def table(self) -> pd.DataFrame:
-        """One row per stored result with :data:`TABLE_COLUMNS`."""
-        rows = [{c: r.get(c) for c in TABLE_COLUMNS} for r in self.records()]
+        """One row per stored result with :data:`TABLE_COLUMNS` (unreadable files skipped)."""
+        rows = [{c: r.get(c) for c in TABLE_COLUMNS} for r in self.read_records()[0]]
         return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
     def rebuild_table(self) -> pd.DataFrame:
@@ -191,6 +286,20 @@ class RunDir:
         return frame
 
 
+def _writer_alive(doc: Mapping[str, Any]) -> bool:
+    """Whether the process that wrote ``run.json`` may still run (unknown counts as alive)."""
+    pid, host = doc.get("pid"), doc.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def list_runs(root: Path) -> list[RunDir]:
     """Stored runs under ``root``, oldest first (directories with a ``run.json``)."""
     root = Path(root)
@@ -205,8 +314,14 @@ def resolve_run(ref: str | Path, root: Path = Path("runs")) -> RunDir:
     if (p / "run.json").is_file():
         return RunDir(p)
     runs = list_runs(root)
-    if str(ref) == "latest" and runs:
-        return runs[-1]
+    if str(ref) == "latest":
+        finished = [r for r in runs if r.status() == RunStatus.FINISHED.value]
+        if finished:
+            return finished[-1]
+        raise ScrubError(
+            f"no finished run under {root} ({len(runs)} run(s), none finished)",
+            fix="name a run directory, or run `scrub check` to the end",
+        )
     hits = [r for r in runs if r.path.name.startswith(str(ref))]
     if len(hits) == 1:
         return hits[0]

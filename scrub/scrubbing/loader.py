@@ -73,7 +73,7 @@ def load_file(path: Path) -> dict[str, Hypothesis]:
         sys.modules.pop(mod_name, None)
         raise ScrubError(
             f"hypothesis file {path} does not import: {type(e).__name__}: {e}",
-            fix="run `python {path}` to see the full traceback",
+            fix=f"run `python {path}` to see the full traceback",
         ) from e
     found = {k: v for k, v in vars(module).items() if isinstance(v, Hypothesis)}
     if not found:

@@ -36,6 +36,7 @@ def run_hypothesis(
     """
     from scrub.data.registry import build_dataset
     from scrub.scrubbing.experiment import DEFAULT_MAX_MEMORY, scrub_hypothesis
+    from scrub.scrubbing.validate import check_model_has_mlps
 
     if dataset is not None:
         from scrub.data.promptfile import check_path
@@ -51,6 +52,7 @@ def run_hypothesis(
 
         model = load_model(model)
     m = model
+    check_model_has_mlps(hypothesis, m.info.name, m.info.has_mlps)
     if dataset is not None:
         from scrub.data.promptfile import load_prompts
 

@@ -220,3 +220,21 @@ def _check_no_double_claims(h: Hypothesis) -> None:
                             fix="give each component (at each position) to one child per slot",
                         )
                 seen.setdefault(key, []).append((c.position, child.name))
+
+
+def check_model_has_mlps(h: Hypothesis, model_name: str, has_mlps: bool) -> None:
+    """An MLP node on a model whose MLPs are exactly zero (attention-only) would be a no-op.
+
+    Scrubbing an MLP that outputs zero changes nothing, so such a hypothesis would report a
+    meaningless number (recovered 0 +- 0, no warning): refuse it instead.
+    """
+    if has_mlps:
+        return
+    for n in h.nodes:
+        mlps = [c for c in n.components if isinstance(c, Mlp)]
+        if mlps:
+            raise ScrubError(
+                f"node {n.name!r}: {', '.join(map(str, mlps))} on {model_name}, whose MLPs are "
+                f"exactly zero (an attention-only model), so scrubbing them changes nothing",
+                fix="remove the MLP components from the hypothesis, or use a model with MLPs",
+            )
