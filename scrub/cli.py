@@ -10,6 +10,7 @@ import typer
 
 from scrub.errors import ScrubError
 from scrub.patching.command import patch_command
+from scrub.stats.command import formal_tests_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +22,7 @@ dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets and their c
 app.add_typer(dataset_app, name="dataset")
 # The command module imports torch and the engine only inside the command, so this is cheap.
 app.command("patch")(patch_command)
+app.command("test")(formal_tests_command)
 
 
 def _parse_ints(text: str | None, what: str) -> list[int] | None:

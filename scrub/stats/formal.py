@@ -20,9 +20,12 @@ streams of the run's seed: the same seed gives the same tests, bit for bit.
 * :func:`minimality`: for each node v, its cost ``R(H) - R(H with v scrubbed away)`` (paired SE)
   against the costs of K random nodes, each a random head at one of H's positions added (rule
   ``keep``) to a random slot of H and then scrubbed away (Shi et al.'s inflated circuit). H0: v's
-  cost is a draw from that null distribution or below it. p = P(Z >= (cost - m) / (s *
-  sqrt(1 + 1/K))) with m, s the null costs' mean and SD: a one-sided normal prediction test
-  (normal, not Student t, so for small K it is a little anti-conservative; K >= 20 is advised).
+  cost is a draw from that null distribution (plus v's own estimation noise) or below it.
+  p = P(Z >= (cost - m) / sqrt(s^2 (1 + 1/K) + se^2)), with m, s the null costs' mean and SD and
+  se the SE of v's paired cost: a one-sided normal prediction test. v's own SE is in the scale
+  because most random nodes are structurally idle (a head at IO feeding a query read at END
+  costs exactly 0), so s alone would call any noisy positive cost necessary. Normal rather than
+  Student t: for small K a little anti-conservative; K >= 20 is advised.
 * :func:`sufficiency`: R(H) against R of K random hypotheses of H's shape (same nodes, slots,
   positions, rules and layers; each head replaced by a random other head of its layer). H0: H is
   exchangeable with the random hypotheses. p = (1 + #{k: R_k >= R(H)}) / (K + 1), the rank
@@ -124,16 +127,18 @@ def _positions(h: Hypothesis) -> list[str | None]:
 def random_node(h: Hypothesis, n_layers: int, n_heads: int, rng: np.random.Generator) -> Node:
     """A random head, not in ``h`` at that position, feeding a random slot of ``h`` it can feed.
 
-    Parents: the output (slot resid, the head at END when ``h`` uses END) or a node with heads
+    Parents: the output (slot resid, the head at END when ``h`` uses END) or a node of heads only
     (slot q, k or v; the new head's layer is below the node's last head layer). Its position is
     one of ``h``'s positions; its rule is ``keep`` (it claims to matter).
     """
     taken = {c for n in h.nodes for c in n.components}
     parents: list[tuple[str, int]] = [(OUTPUT, n_layers)]
     for n in h.nodes:
-        layers = [c.layer for c in n.components if isinstance(c, Head)]
-        if layers and max(layers) > 0:
-            parents.append((n.name, max(layers)))
+        # Only all-head nodes: their q, k, v slots are what a random head can feed.
+        if all(isinstance(c, Head) for c in n.components):
+            top = max(c.layer for c in n.components)
+            if top > 0:
+                parents.append((n.name, top))
     positions = _positions(h)
     parent, top = parents[rng.integers(len(parents))]
     slot = "" if parent == OUTPUT else "." + "qkv"[rng.integers(3)]
@@ -255,11 +260,11 @@ def minimality(
     """
     null = null_costs(setup, h, k=k) if null is None else np.asarray(null)
     m, s = float(null.mean()), float(null.std(ddof=1)) if len(null) > 1 else math.nan
-    scale = s * math.sqrt(1 + 1 / len(null))
     base = setup.run(h)
     out = []
     for name in nodes if nodes is not None else [n.name for n in h.nodes]:
         cost = difference(base, setup.run(scrubbed_away(h, name, setup.away)))
+        scale = math.sqrt(s**2 * (1 + 1 / len(null)) + cost.se**2)
         z = (cost.value - m) / scale if scale > 0 else math.copysign(math.inf, cost.value - m)
         out.append(
             StatResult(
