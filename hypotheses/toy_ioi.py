@@ -23,7 +23,11 @@ Measured with ``scrub check hypotheses/`` (n = 200, seed 0, pool 2,000):
   and S1); from other names, 0.02.
 """
 
-from scrub import OUTPUT, Embed, Hypothesis, agree, heads, keep, node
+import json
+from pathlib import Path
+
+import scrub
+from scrub import OUTPUT, Embed, Head, Hypothesis, agree, heads, keep, node, random
 
 NAME_MOVER = heads("3.1", at="END")
 S_INHIBITION = heads("2.0", at="END")
@@ -125,3 +129,51 @@ induction_query_other_s = ioi_story("induction query from another S", s2_token=L
 previous_token_other_names = ioi_story("previous token from other names", previous_token=LAYOUT)
 #: The name mover's keys and values without the names: from another prompt of that template.
 names_resampled = ioi_story("names resampled", names=LAYOUT)
+
+
+# -- the planted circuit, generated from the ground truth ------------------------------------------
+
+CIRCUIT_JSON = Path(scrub.__file__).parent / "models" / "toy_ioi" / "circuit.json"
+#: How the high-level model's variables read each other (circuit.json's "high_level_model"; the
+#: slots follow the attention each role was trained to: MODEL_CARD.md): IND matches the S2 token
+#: against PT's keys; SINH reads DUP and IND through its values at S2; NM's query reads SINH.
+PLANTED_FEEDS = {
+    "PT": ["IND.k"],
+    "DUP": ["SINH.v"],
+    "IND": ["SINH.v"],
+    "SINH": ["NM.q"],
+    "NM": [OUTPUT],
+}
+#: The input tokens each variable reads in the high-level model: PT copies the first-clause name
+#: before S1+1 / IO+1; DUP compares the S2 token with the first-clause names; IND queries with the
+#: S2 token; NM copies a first-clause name.
+PLANTED_INPUTS = (
+    ("first-clause names", (Embed("IO"), Embed("S1")), ["PT.v", "DUP.k", "DUP.v", "NM.k", "NM.v"]),
+    ("s2 token", (Embed("S2"),), ["DUP.q", "IND.q"]),
+)
+
+
+def planted_circuit(name: str, *, other=random) -> Hypothesis:
+    """circuit.json's five heads at their planted positions, each kept on the reference prompt,
+    with the input tokens the high-level model says they read; everything else (every other head
+    at every position, the planted heads at other positions) drawn by ``other``."""
+    truth = json.loads(CIRCUIT_JSON.read_text(encoding="utf-8"))
+    nodes = [
+        node(
+            h["variable"],
+            [Head(h["layer"], h["head"], p) for p in h["positions"]],
+            feeds=PLANTED_FEEDS[h["variable"]],
+            rule=keep,
+            other=other,
+        )
+        for h in truth["heads"]
+    ]
+    nodes += [node(n, comps, feeds=feeds, rule=keep) for n, comps, feeds in PLANTED_INPUTS]
+    return Hypothesis(name, nodes, output_other=other, description="circuit.json, as planted")
+
+
+#: The planted circuit with everything else from random prompts (the plain causal-scrubbing claim).
+planted = planted_circuit("toy-ioi planted circuit")
+#: Everything else from a prompt of the same template: the resampling the toy was trained under
+#: (circuit.json "interventions": sources share the base's layout).
+planted_same_layout = planted_circuit("toy-ioi planted circuit, same layout", other=LAYOUT)

@@ -85,6 +85,32 @@ def assert_recovers_at_most(result, at_most: float, *, sigmas: float = 2.0) -> N
     )
 
 
+def _tost(e: Estimate, center: float, within: float) -> float:
+    """p of H0 ``|value - center| >= within`` (two one-sided z-tests)."""
+    return max(upper_tail(e.z(center - within)), upper_tail(-e.z(center + within)))
+
+
+def assert_recovers_near(result, predicted: float, *, within: float, sigmas: float = 2.0) -> None:
+    """Pass iff ``|recovered - predicted| + sigmas * SE <= within``: a prediction holds.
+
+    H0: ``|recovered - predicted| >= within`` (two one-sided z-tests). For predictions from a
+    high-level model, with ``within`` argued from how closely the model follows it.
+    """
+    e = recovered(result)
+    _check_se((_describe(result), e))
+    stat = StatResult(
+        Kind.RECOVERS, f"{result.hypothesis} ~ {predicted:g}", e.value, e.ci(),
+        _tost(e, predicted, within), f"|recovered - {predicted:g}| >= {within:g}",
+    )  # fmt: skip
+    _judge(
+        stat,
+        abs(e.value - predicted) + sigmas * e.se <= within,
+        f"{_describe(result)} is not within {within:g} of the predicted {predicted:g} at "
+        f"{sigmas:g} SE",
+        alpha=upper_tail(sigmas),
+    )
+
+
 def _pairing(d: Estimate) -> str:
     return "paired per example" if d.paired else d.note
 
@@ -118,9 +144,8 @@ def assert_similar(a, b, *, within: float, sigmas: float = 2.0) -> None:
     """
     d = difference(a, b)
     _check_se((f"the difference of {_describe(a)} and {_describe(b)}", d))
-    p = max(upper_tail(d.z(-within)), upper_tail(-d.z(within)))
     stat = StatResult(
-        Kind.SIMILAR, f"{a.hypothesis} ~ {b.hypothesis}", d.value, d.ci(), p,
+        Kind.SIMILAR, f"{a.hypothesis} ~ {b.hypothesis}", d.value, d.ci(), _tost(d, 0.0, within),
         f"|difference| >= {within:g}", d.note,
     )  # fmt: skip
     _judge(
@@ -231,6 +256,7 @@ __all__ = [
     "assert_not_minimal",
     "assert_recovers",
     "assert_recovers_at_most",
+    "assert_recovers_near",
     "assert_similar",
     "assert_sufficient",
     "scrub_setup",

@@ -113,8 +113,8 @@ def format_claims(claims: list[dict[str, Any]]) -> list[str]:
     for c in claims:
         ci = f"[{num(c.get('ci_low'), '.3f')}, {num(c.get('ci_high'), '.3f')}]"
         verdict = "PASS" if c.get("passed") else "FAIL"
-        if c.get("direction") == "retain":
-            verdict += " (not rejected)"
+        if c.get("direction") == "retain":  # passes when the test does not reject
+            verdict += " (null kept)" if c.get("passed") else " (null rejected)"
         lines.append(
             f"{str(c.get('kind')):<16} {str(c.get('subject'))[:width]:<{width}} "
             f"{num(c.get('estimate'), '8.3f')} {ci:>17} {num(c.get('p_value'), '9.2g')} "
