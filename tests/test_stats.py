@@ -83,6 +83,16 @@ def test_paired_difference_is_tighter_and_falls_back_with_a_reason():
     assert fallback.se == pytest.approx(math.hypot(recovered(moved).se, recovered(b).se))
 
 
+def test_equivalence_p_by_hand():
+    from scrub.stats.paired import Estimate
+
+    # H0 "|value| >= 0.1": z = (0.05 + 0.1) / 0.05 = 3 below, (0.1 - 0.05) / 0.05 = 1 above.
+    assert Estimate(0.05, 0.05, 100).p_within(0.0, 0.1) == pytest.approx(0.158655, abs=1e-6)
+    assert Estimate(0.05, 0.0, 100).p_within(0.0, 0.1) == 0.0  # no noise, inside
+    assert Estimate(0.15, 0.0, 100).p_within(0.0, 0.1) == 1.0  # no noise, outside
+    assert math.isnan(Estimate(math.nan, 0.1, 100).p_within(0.0, 0.1))
+
+
 def test_holm_by_hand():
     # sorted 0.01 (x3), 0.03 (x2), 0.04 (x1) -> 0.03, 0.06, 0.06 (made non-decreasing)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

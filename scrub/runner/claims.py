@@ -85,11 +85,6 @@ def assert_recovers_at_most(result, at_most: float, *, sigmas: float = 2.0) -> N
     )
 
 
-def _tost(e: Estimate, center: float, within: float) -> float:
-    """p of H0 ``|value - center| >= within`` (two one-sided z-tests)."""
-    return max(upper_tail(e.z(center - within)), upper_tail(-e.z(center + within)))
-
-
 def assert_recovers_near(result, predicted: float, *, within: float, sigmas: float = 2.0) -> None:
     """Pass iff ``|recovered - predicted| + sigmas * SE <= within``: a prediction holds.
 
@@ -100,7 +95,7 @@ def assert_recovers_near(result, predicted: float, *, within: float, sigmas: flo
     _check_se((_describe(result), e))
     stat = StatResult(
         Kind.RECOVERS, f"{result.hypothesis} ~ {predicted:g}", e.value, e.ci(),
-        _tost(e, predicted, within), f"|recovered - {predicted:g}| >= {within:g}",
+        e.p_within(predicted, within), f"|recovered - {predicted:g}| >= {within:g}",
     )  # fmt: skip
     _judge(
         stat,
@@ -145,7 +140,7 @@ def assert_similar(a, b, *, within: float, sigmas: float = 2.0) -> None:
     d = difference(a, b)
     _check_se((f"the difference of {_describe(a)} and {_describe(b)}", d))
     stat = StatResult(
-        Kind.SIMILAR, f"{a.hypothesis} ~ {b.hypothesis}", d.value, d.ci(), _tost(d, 0.0, within),
+        Kind.SIMILAR, f"{a.hypothesis} ~ {b.hypothesis}", d.value, d.ci(), d.p_within(0.0, within),
         f"|difference| >= {within:g}", d.note,
     )  # fmt: skip
     _judge(

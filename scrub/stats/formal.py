@@ -46,7 +46,7 @@ import numpy as np
 from scrub.errors import ScrubError
 from scrub.scrubbing.hypothesis import OUTPUT, Head, Hypothesis, Node, Rule, keep, node, random
 from scrub.scrubbing.tree import child_rng
-from scrub.stats.paired import difference, recovered, upper_tail, z_quantile
+from scrub.stats.paired import Estimate, difference, recovered, upper_tail
 from scrub.stats.result import Kind, StatResult
 
 #: Child streams of the seed (the sampler uses the seed itself, the baseline stream 1).
@@ -188,30 +188,16 @@ def _draw_valid(setup: Setup, make: Callable[[], Hypothesis]):
 # -- the tests ------------------------------------------------------------------------------------
 
 
-def _tost(value: float, se: float, margin: float) -> float:
-    """p of H0 ``|value| >= margin`` against ``|value| < margin`` (two one-sided z-tests)."""
-    if not (math.isfinite(value) and math.isfinite(se)):
-        return math.nan
-    if se == 0:
-        return 0.0 if abs(value) < margin else 1.0
-    return max(upper_tail((value + margin) / se), upper_tail((margin - value) / se))
-
-
-def _ci(value: float, se: float) -> tuple[float, float]:
-    half = z_quantile(0.95) * se
-    return (value - half, value + half)
-
-
 def equivalence(setup: Setup, h: Hypothesis, *, epsilon: float = 0.1) -> StatResult:
     """Estimate ``R(H) - 1``; H0 ``|R(H) - 1| >= epsilon``; TOST p (see the module docstring)."""
     r = recovered(setup.run(h))
-    gap = r.value - 1.0
+    gap = Estimate(r.value - 1.0, r.se, r.n)
     return StatResult(
         Kind.EQUIVALENCE,
         h.name,
-        gap,
-        _ci(gap, r.se),
-        _tost(gap, r.se, epsilon),
+        gap.value,
+        gap.ci(),
+        gap.p_within(0.0, epsilon),
         f"|recovered - 1| >= {epsilon:g}",
         f"recovered {r.value:.3f} +- {r.se:.3f} (n={r.n})",
     )
@@ -224,8 +210,8 @@ def localisation(setup: Setup, h: Hypothesis, *, delta: float = 0.1) -> StatResu
         Kind.LOCALISATION,
         h.name,
         c.value,
-        _ci(c.value, c.se),
-        _tost(c.value, c.se, delta),
+        c.ci(),
+        c.p_within(0.0, delta),
         f"|recovered of the complement| >= {delta:g}",
         f"H's components scrubbed away ({setup.away}), the rest kept: recovered "
         f"{c.value:.3f} +- {c.se:.3f}",
@@ -292,14 +278,17 @@ def sufficiency(setup: Setup, h: Hypothesis, *, k: int = 20) -> StatResult:
         ]
     )
     others = np.array([o.value for o in others])
-    gap = mine.value - float(others.mean())
-    se = math.sqrt(mine.se**2 + float(others.var(ddof=1)) / k) if k > 1 else math.nan
+    gap = Estimate(
+        mine.value - float(others.mean()),
+        math.sqrt(mine.se**2 + float(others.var(ddof=1)) / k) if k > 1 else math.nan,
+        mine.n,
+    )
     p = (1 + int(np.sum(others >= mine.value))) / (k + 1)
     return StatResult(
         Kind.SUFFICIENCY,
         h.name,
-        gap,
-        _ci(gap, se),
+        gap.value,
+        gap.ci(),
         p,
         "H is exchangeable with random hypotheses of its shape",
         f"recovered {mine.value:.3f}; {k} random hypotheses: median {np.median(others):.3f}, "

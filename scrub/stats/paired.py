@@ -64,6 +64,15 @@ class Estimate:
             return (self.value - null) / self.se
         return 0.0 if self.value == null else math.copysign(math.inf, self.value - null)
 
+    def p_within(self, center: float, within: float) -> float:
+        """p of H0 ``|value - center| >= within`` against ``|value - center| < within``: the
+        larger of two one-sided z-tests (TOST). NaN when the estimate is not finite."""
+        if not self.finite:
+            return math.nan
+        below = upper_tail(self.z(center - within))  # H0: value <= center - within
+        above = upper_tail(-self.z(center + within))  # H0: value >= center + within
+        return max(below, above)
+
     @property
     def finite(self) -> bool:
         return math.isfinite(self.value) and math.isfinite(self.se)
