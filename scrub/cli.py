@@ -16,6 +16,7 @@ from scrub.dataset_command import import_command
 from scrub.errors import ScrubError
 from scrub.exits import debug_requested, run_guarded
 from scrub.patching.command import patch_command
+from scrub.stats.command import formal_tests_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -45,6 +46,7 @@ def _root(
 # The command modules import torch and the engine only inside the command, so this is cheap.
 app.command("patch")(patch_command)
 dataset_app.command("import")(import_command)
+app.command("test")(formal_tests_command)
 
 
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda[:i] or mps"

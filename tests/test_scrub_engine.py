@@ -115,14 +115,38 @@ def test_fast_engine_equals_reference(request, name, fixture):
     assert np.abs(result.scrubbed - result.clean).max() > 1e-3
 
 
-def test_empty_hypotheses_are_exactly_zero_and_one(tiny_model):
+def test_empty_hypotheses_are_random_and_exactly_one(tiny_model):
     ds = tiny_dataset()
     nothing = scrub_hypothesis(Hypothesis("nothing", []), tiny_model, ds, n=20, seed=1)
     everything = scrub_hypothesis(
         Hypothesis("all", [], output_other=keep), tiny_model, ds, n=20, seed=1
     )
-    assert nothing.recovered == 0.0 and np.array_equal(nothing.scrubbed, nothing.random)
+    # Nothing explained: scrubbed is the model on the output's other rows, a random draw of its
+    # own; the baseline draws its rows from a separate stream.
+    a = nothing.assignment
+    assert not np.array_equal(a.other[""], a.baseline)
+    assert abs(nothing.recovered) < 4 * nothing.recovered_se
     assert everything.recovered == 1.0 and np.array_equal(everything.scrubbed, everything.clean)
+
+
+def test_the_baseline_is_stored_and_replayed(tiny_model, tmp_path):
+    """The baseline's rows are part of the assignment: in the JSON, and replayed from it."""
+    import json
+
+    from scrub.scrubbing.run import write_result
+    from scrub.scrubbing.tree import Assignment, draw_baseline
+
+    ds, h = tiny_dataset(), HYPOTHESES["chain-q-k-v"]
+    a = scrub_hypothesis(h, tiny_model, ds, n=16, seed=7)
+    assert np.array_equal(a.assignment.baseline, draw_baseline(7, len(ds), 16))
+    write_result(a, tmp_path / "a.json")
+    stored = Assignment.from_json(json.loads((tmp_path / "a.json").read_text()))
+    assert np.array_equal(stored.baseline, a.assignment.baseline)
+    replay = scrub_hypothesis(h, tiny_model, ds, n=16, seed=99, assignment=stored)
+    for series in ("clean", "scrubbed", "random"):
+        assert np.array_equal(getattr(replay, series), getattr(a, series))
+    other = scrub_hypothesis(h, tiny_model, ds, n=16, seed=99)
+    assert not np.array_equal(other.random, a.random)  # the replay did not redraw
 
 
 def test_keep_everywhere_recovers_one(tiny_model):
@@ -146,7 +170,7 @@ def test_same_seed_same_bits_and_replay(tiny_model):
     assert np.array_equal(a.scrubbed, b.scrubbed) and a.recovered == b.recovered
     assert not np.array_equal(a.scrubbed, c.scrubbed)
     replay = scrub_hypothesis(h, tiny_model, ds, n=16, seed=8, assignment=a.assignment)
-    assert np.array_equal(replay.scrubbed, a.scrubbed)
+    assert np.array_equal(replay.scrubbed, a.scrubbed) and np.array_equal(replay.random, a.random)
 
 
 def test_chunking_does_not_change_results(tiny_model):
@@ -177,7 +201,8 @@ def test_other_metrics_bounds(tiny_model, metric):
     )
     assert everything.recovered == 1.0
     if metric == "kl":
-        assert np.all(everything.clean == 0) and np.all(everything.random > 0)
+        moved = everything.assignment.baseline != np.arange(20)  # a random row may be its own
+        assert np.all(everything.clean == 0) and np.all(everything.random[moved] > 0)
 
 
 def test_all_position_nodes_warn_when_rows_differ_in_length(tiny_model):
@@ -198,3 +223,20 @@ def test_all_position_nodes_warn_when_rows_differ_in_length(tiny_model):
     )
     kept = scrub_hypothesis(same_rows, tiny_model, tiny_dataset(ragged=True), n=8, seed=0)
     assert not any("matched by index" in w for w in kept.warnings)
+
+
+def test_embedding_in_a_node_with_children(tiny_model):
+    """An embedding reads nothing: beside heads in an internal node it stays clean on the
+    node's world (it used to crash the engine); fast equals the reference."""
+    h = Hypothesis(
+        "embed beside heads",
+        [
+            node("top", [Embed("A"), Head(2, 1, "END")], feeds=OUTPUT, rule=agree("a")),
+            node("low", heads("1.0", at="END"), feeds="top.q", rule=agree("shift")),
+        ],
+    )
+    ds = tiny_dataset()
+    result = scrub_hypothesis(h, tiny_model, ds, n=16, seed=2)
+    tree, a, ref, rnd = plan(h, tiny_model.info, ds, n=16, seed=2)
+    _, scrubbed, _ = reference_logit_diffs(tiny_model, ds, tree, a, ref, rnd)
+    np.testing.assert_allclose(result.scrubbed, scrubbed, atol=1e-5, rtol=0)

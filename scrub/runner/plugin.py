@@ -187,6 +187,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     # Runs in the process that ran the test (an xdist worker or the only process).
     if report.when == "call" or not report.passed:
         _flush(item.config, report)
+        _flush_claims(item.config, report)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -216,6 +217,17 @@ def _flush(config: pytest.Config, report: pytest.TestReport) -> None:
             record_of(result, key=key, test=report.nodeid, outcome=_outcome(report), extra=extra)
         )
         state.recorded += 1
+
+
+def _flush_claims(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Store the claims (with p-values) a test made, now that its outcome is known."""
+    from scrub.stats import ledger
+
+    claims = ledger.take(report.nodeid)
+    if claims:
+        state = config.stash[STATE]
+        state.run.ensure(_run_meta(config))
+        ledger.write(state.run.path, report.nodeid, _outcome(report), claims)
 
 
 def _run_meta(config: pytest.Config) -> dict[str, Any]:
@@ -266,6 +278,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if (state.run.path / "results").is_dir():
         state.run.rebuild_table()  # the final table sees every worker's results
+    from scrub.stats import ledger
+
+    ledger.write_table(state.run.path)  # raw and Holm-adjusted p-values of every claim
     state.run.finish(_final_status(state, exitstatus))
 
 
@@ -280,6 +295,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_sep("=", "scrub results")
     for line in format_table(records):
         tr.write_line(line)
+    from scrub.stats import ledger
+
+    claims = ledger.read(run.path)
+    if claims:
+        tr.write_sep("-", "claims (p: raw one-sided; Holm: adjusted over the session's claims)")
+        for line in ledger.format_claims(claims):
+            tr.write_line(line)
     for problem in run.problems():
         tr.write_line(f"warning: {problem}", yellow=True)
     tr.write_line(f"results: {run.path} ({run.status()})")
@@ -434,13 +456,15 @@ class Scrub:
         dataset=None,
         pool: int | None = None,
         label: str | None = None,
+        record: bool = True,
     ):
         """Scrub ``hypothesis`` and record the result under this test; returns the ScrubResult.
 
         ``dataset`` replaces the hypothesis's own dataset: any PromptSet/TokenSet, or a prompt
         file (a path relative to the claims file; the marker's ``dataset=`` is the default). All
         its rows are the pool; n defaults to all rows of a file. ``label`` names the result in
-        the table (default: the hypothesis name).
+        the table (default: the hypothesis name). ``record=False`` runs without recording (the
+        formal tests' many helper runs).
         """
         from scrub.scrubbing.experiment import scrub_hypothesis
         from scrub.scrubbing.run import DEFAULT_POOL
@@ -468,6 +492,8 @@ class Scrub:
         if memo_key not in st.memo:
             st.memo[memo_key] = scrub_hypothesis(h, m, dataset, n=n, seed=seed, metric=metric)
         result = st.memo[memo_key]
+        if not record:
+            return result
         self.results.append(result)
         name = label or h.name
         nodeid = self._request.node.nodeid
@@ -506,4 +532,7 @@ def scrub(request: pytest.FixtureRequest) -> Scrub:
     # Pinned only once a claim asks for scrub: the plugin loads in every pytest session, and
     # unrelated test suites keep their own thread settings.
     torch.set_num_threads(state.threads)
+    from scrub.stats import ledger
+
+    ledger.begin(request.node.nodeid)  # the claims this test makes, with their p-values
     return Scrub(request, state)

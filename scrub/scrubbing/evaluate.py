@@ -25,7 +25,7 @@ from torch import Tensor
 from scrub.models import kernel
 from scrub.models.runs import shared_run
 from scrub.models.weights import ModelWeights
-from scrub.scrubbing.hypothesis import Component, Head, Mlp, Slot
+from scrub.scrubbing.hypothesis import Component, Embed, Head, Mlp, Slot
 from scrub.scrubbing.tree import Assignment, TreeNode
 from scrub.scrubbing.validate import can_feed
 
@@ -183,7 +183,8 @@ def needs_of(
                     add(_source(c), world)  # the clean value the child's output replaces
             if t.node is not None:
                 for c in t.node.components:
-                    add(_slot_base(c), world)
+                    # An embedding reads nothing: in a node with children it stays clean.
+                    add(_source(c) if isinstance(c, Embed) else _slot_base(c), world)
     return needs
 
 
@@ -216,7 +217,14 @@ class TreeEvaluator:
                 for c in t.node.components
             }
         kids = [(k, self.outputs(k)) for k in t.children]
-        return {c: self._recompute(c, world, kids) for c in t.node.components}
+        return {
+            c: (
+                self._at(self.cache.get(_source(c), world), c.position, world)
+                if isinstance(c, Embed)  # reads nothing, so nothing of its children reaches it
+                else self._recompute(c, world, kids)
+            )
+            for c in t.node.components
+        }
 
     def _at(self, act: Tensor, position: str | None, rows: np.ndarray) -> Tensor:
         p = _positions(self.pos, position, rows)

@@ -42,10 +42,8 @@ def plan(hypothesis: Hypothesis, info, dataset, *, n: int | None, seed: int):
     tree = treeify(hypothesis)
     ref = np.arange(n)
     assignment = sample(tree, hypothesis, dataset.features, pool, ref, seed)
-    # The fully random baseline is the first draw of the seed's stream: exactly the rows the
-    # output's other inputs get under the default rule, so the empty hypothesis recovers 0 exactly.
-    random_rows = np.random.default_rng(seed).integers(0, pool, size=n)
-    return tree, assignment, ref, random_rows
+    # The baseline has its own stream (tree.draw_baseline): "empty recovers 0" is a measurement.
+    return tree, assignment, ref, assignment.baseline
 
 
 def _host(x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +80,8 @@ def scrub_hypothesis(
     metrics.check_metric(metric)
     tree, drawn, ref, random_rows = plan(hypothesis, model.info, dataset, n=n, seed=seed)
     a = assignment or drawn
+    if a.baseline is not None:  # a replayed assignment brings its baseline's rows
+        random_rows = a.baseline
     answers = dataset.answers[torch.from_numpy(ref)]
     cols = answers if metric == "logit-diff" else None
     needs = {k: np.concatenate(v) for k, v in needs_of(tree, a, ref, random_rows).items()}

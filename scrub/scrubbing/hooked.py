@@ -69,8 +69,10 @@ class ReferenceEngine:
                     )
                     for s in (Slot.Q, Slot.K, Slot.V)
                 ]
-            else:
+            elif isinstance(c, Mlp):
                 hooks = [(Site(SiteKind.MLP_IN, c.layer), self._patcher(Slot.MLP, c, world, kids))]
+            else:  # an embedding reads nothing: clean on the node's world
+                hooks = []
             cache = self._run_cache(world, [c], hooks)
             out[c] = (_read(cache, c), world)
         return out

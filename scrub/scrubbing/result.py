@@ -110,10 +110,8 @@ class ScrubResult:
             "settings": dict(self.settings),
             "warnings": list(self.warnings),
             "per_example": {k: getattr(self, k).tolist() for k in ("clean", "scrubbed", "random")},
-            "assignment": {
-                p or "output": {"rows": r.tolist(), "other": self.assignment.other[p].tolist()}
-                for p, r in self.assignment.rows.items()
-            },
+            # Replay with scrub_hypothesis(..., assignment=Assignment.from_json(doc)).
+            "assignment": self.assignment.to_json(),
         }
 
     def __str__(self) -> str:

@@ -59,16 +59,68 @@ def _rename(t: TreeNode, path: str) -> TreeNode:
     )
 
 
+#: Child streams of a run's seed (numpy ``SeedSequence`` spawn keys). The sampler draws from the
+#: seed itself; the fully random baseline from its own child stream, so that its rows are not the
+#: sampler's first draw (with a shared stream, the empty hypothesis "recovered" exactly 0 by
+#: construction instead of by measurement). Statistical tests use further keys (scrub.stats).
+BASELINE_STREAM = 1
+
+
+def child_rng(seed: int, *key: int) -> np.random.Generator:
+    """The generator of child stream ``key`` of ``seed``: independent of ``default_rng(seed)``.
+
+    >>> child_rng(0, 1).integers(10) == child_rng(0, 1).integers(10)
+    True
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def draw_baseline(seed: int, n_pool: int, n: int) -> np.ndarray:
+    """The fully random baseline's rows: ``n`` uniform rows of the pool, from their own stream."""
+    return child_rng(seed, BASELINE_STREAM).integers(0, n_pool, size=n)
+
+
 @dataclass(frozen=True, eq=False)
 class Assignment:
     """For every tree node, the dataset row of each example: its own input and its other inputs.
 
     ``rows[path][i]`` is x_n for reference example i; ``other[path][i]`` is x_other(n). The
-    output's path is ``""``. Replaying an assignment reproduces a run exactly.
+    output's path is ``""``. ``baseline[i]`` is the row the fully random baseline runs for
+    example i. Replaying an assignment (``scrub_hypothesis(..., assignment=a)``) reproduces a run
+    exactly, baseline included; :meth:`to_json` / :meth:`from_json` store and load it.
     """
 
     rows: Mapping[str, np.ndarray]
     other: Mapping[str, np.ndarray]
+    baseline: np.ndarray | None = None  # None only for hand-built assignments (no baseline)
+
+    def to_json(self) -> dict:
+        """``{"nodes": {path or "output": {"rows", "other"}}, "baseline": rows}``."""
+        return {
+            "nodes": {
+                p or OUTPUT: {"rows": r.tolist(), "other": self.other[p].tolist()}
+                for p, r in self.rows.items()
+            },
+            "baseline": None if self.baseline is None else self.baseline.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Assignment:
+        """The assignment :meth:`to_json` wrote (also accepts a whole result JSON)."""
+        doc = doc.get("assignment", doc)
+        nodes = doc["nodes"]
+
+        def path(key: str) -> str:
+            return "" if key == OUTPUT else key
+
+        rows = {path(k): np.asarray(v["rows"], dtype=np.int64) for k, v in nodes.items()}
+        other = {path(k): np.asarray(v["other"], dtype=np.int64) for k, v in nodes.items()}
+        base = doc.get("baseline")
+        return cls(
+            MappingProxyType(rows),
+            MappingProxyType(other),
+            None if base is None else np.asarray(base, dtype=np.int64),
+        )
 
     def world(self, t: TreeNode) -> np.ndarray:
         """The rows ``t``'s components compute on: a leaf's own row x_n; for a node with children
@@ -120,7 +172,10 @@ class Sampler:
 def sample(
     tree: TreeNode, h: Hypothesis, features, n_pool: int, ref_rows: np.ndarray, seed: int
 ) -> Assignment:
-    """Draw rows top-down: each node from its parent's rows, then its other inputs from its own."""
+    """Draw rows top-down: each node from its parent's rows, then its other inputs from its own.
+
+    The random baseline's rows come from their own stream (:func:`draw_baseline`).
+    """
     sampler = Sampler(features, n_pool, np.random.default_rng(seed))
     rows: dict[str, np.ndarray] = {}
     other: dict[str, np.ndarray] = {}
@@ -135,4 +190,5 @@ def sample(
             visit(c, rows[t.path])
 
     visit(tree, np.asarray(ref_rows))
-    return Assignment(MappingProxyType(rows), MappingProxyType(other))
+    baseline = draw_baseline(seed, n_pool, len(ref_rows))
+    return Assignment(MappingProxyType(rows), MappingProxyType(other), baseline)
