@@ -88,6 +88,8 @@ def patch_command(
     """Path-patch senders (corrupted) to receivers, other heads frozen; print the top senders."""
     import torch
 
+    # Cheap checks first, before loading anything.
+    from scrub import arguments as args_check
     from scrub.data import corrupt as apply_corruptions
     from scrub.data import make_ioi, parse_corruptions
     from scrub.models import load_model
@@ -97,7 +99,9 @@ def patch_command(
     from scrub.patching.results import check_normalization
     from scrub.patching.views import heatmap_html, heatmap_png, write_bytes
 
-    # Cheap checks first, before loading anything.
+    args_check.check_count(n, "--n", what="prompts")
+    args_check.check_seed(seed)
+    args_check.check_fits(n, f"--n {n}")
     if mlps not in MLP_MODES:
         raise ScrubError(f"unknown --mlps {mlps!r}", fix="use free or frozen")
     normalization = check_normalization(normalize)
@@ -105,9 +109,13 @@ def patch_command(
     sender_spec = parse_senders(senders, positions)
     if (dataset is None) != (corrupted is None):
         raise ScrubError("--dataset and --corrupted go together", fix="pass both files or neither")
-    for path, suffix in ((json_out, ".json"), (png, ".png"), (html_out, ".html")):
-        if path is not None and path.suffix != suffix:
-            raise ScrubError(f"cannot write {path.name}", fix=f"use a file ending in {suffix}")
+    for path, suffix, option in (
+        (json_out, ".json", "--json"),
+        (png, ".png", "--png"),
+        (html_out, ".html", "--html"),
+    ):
+        if path is not None:
+            args_check.check_output(path, (suffix,), option)
     if dataset is not None:
         from scrub.data.promptfile import check_path, load_pair
 
@@ -115,6 +123,7 @@ def patch_command(
         check_path(corrupted)
     steps = [] if dataset is not None else parse_corruptions(corrupt)
     placement(device, dtype)
+    args_check.check_model(model)
 
     loaded = load_model(model, device=device, dtype=dtype)
     if dataset is not None:

@@ -81,6 +81,12 @@ def formal_tests_command(
         str,
         typer.Option("--away", help="How a node is scrubbed away: random, or features to agree on"),
     ] = "random",
+    device: Annotated[
+        str, typer.Option("--device", help="auto (a GPU when there is one), cpu, cuda[:i] or mps")
+    ] = "auto",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="float32, float64, bfloat16 or float16")
+    ] = "float32",
 ) -> None:
     """Formal tests of a hypothesis (equivalence, localisation, minimality, sufficiency)."""
     import torch
@@ -95,9 +101,17 @@ def formal_tests_command(
     if min(k, k_sufficiency) < 2:
         raise ScrubError("--k and --k-sufficiency need at least 2 random draws", fix="use 20+")
     rule = parse_away(away)
+    from scrub import arguments as args_check
+    from scrub.models.load import placement
+
+    args_check.check_count(n, "--n")
+    args_check.check_seed(seed)
+    args_check.check_pool(pool, n)
+    placement(device, dtype)
+    args_check.check_model(model)
     hypothesis = load_hypothesis(ref)
     torch.set_num_threads(1)  # the same numbers as a claims session (bit for bit)
-    m = load_model(model)
+    m = load_model(model, device=device, dtype=dtype)
     ds = build_dataset(
         hypothesis.dataset,
         max(n, pool or DEFAULT_POOL),
