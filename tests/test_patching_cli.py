@@ -122,4 +122,4 @@ def test_datasets_of_different_sizes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     argv = ["--dataset", str(tmp_path / "clean.jsonl"), "--corrupted", str(tmp_path / "bad.jsonl")]
     assert run_cli(*argv, "--json", str(out / "x.json"), "--no-progress") == 2
-    assert not out.exists()
+    assert not (out / "x.json").exists()
