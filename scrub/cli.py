@@ -199,15 +199,15 @@ def draw(
     ] = None,
 ) -> None:
     """Render a hypothesis with graphviz, optionally annotated with what each node costs."""
-    from scrub.runner.draw import FORMATS, load_records
+    from scrub.runner.draw import FORMATS, load_results
     from scrub.runner.draw import draw as draw_hypothesis
     from scrub.scrubbing.loader import load_hypothesis
 
     if out.suffix not in FORMATS:
         raise ScrubError(f"cannot draw to {out.name}", fix=f"use {', '.join(FORMATS)}")
     hypothesis = load_hypothesis(ref)
-    records = load_records(results) if results is not None else None
-    outcome = draw_hypothesis(hypothesis, out, records=records)
+    records, run = load_results(results) if results is not None else (None, None)
+    outcome = draw_hypothesis(hypothesis, out, records=records, run=run, progress=True)
     typer.echo(outcome.message)
     typer.echo(f"drawing: {outcome.image or outcome.dot}")
 
