@@ -176,16 +176,16 @@ def compare(
     run_b: Annotated[str, typer.Argument(help="Run directory or name (or 'latest')")],
     root: Annotated[Path, typer.Option("--root", help="Where runs are stored")] = Path("runs"),
 ) -> None:
-    """Show what changed between two runs: recovered, its change and pass/fail flips."""
-    import pandas as pd
-
-    from scrub.runner.store import compare_runs, resolve_run
+    """Show what changed between two runs, result by result (paired by hypothesis and
+    settings): the settings that differ, recovered's change +- SE, pass/fail flips."""
+    from scrub.runner.compare import compare_runs, format_comparison
+    from scrub.runner.store import resolve_run
 
     a, b = resolve_run(run_a, root), resolve_run(run_b, root)
     diff = compare_runs(a, b)
     typer.echo(f"A = {a.path}\nB = {b.path}")
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        typer.echo(diff.drop(columns=["key"]).to_string(index=False, float_format="%.3f"))
+    for line in format_comparison(diff):
+        typer.echo(line)
     changed = int((diff["status"] != "same").sum())
     typer.echo(f"{changed} of {len(diff)} results changed")
 
