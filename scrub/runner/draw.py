@@ -29,7 +29,7 @@ import networkx as nx
 
 from scrub.atomic import atomic_path
 from scrub.errors import ScrubError
-from scrub.scrubbing.hypothesis import OUTPUT, Embed, Head, Hypothesis, Mlp
+from scrub.scrubbing.hypothesis import OUTPUT, Hypothesis
 from scrub.scrubbing.validate import graph
 
 if TYPE_CHECKING:
@@ -65,17 +65,12 @@ def head_class(name: str) -> tuple[str, str]:
 
 def components_label(components: Sequence) -> str:
     """``"9.9 9.6 10.0 @END"``; components at different positions are grouped per position, the
-    embeddings joined with ``+`` (``"embed + 0.1 0.2 @IO"``), long groups one per line."""
+    embeddings joined with ``+`` (``"embed + 0.1 0.2 @IO"``), long groups one per line. Takes
+    components or their text (``"9.9@END"``, ``"mlp2"``, ``"embed@IO"``)."""
     groups: dict[str | None, list[str]] = {}
-    for c in components:
-        if isinstance(c, Head):
-            text = f"{c.layer}.{c.head}"
-        elif isinstance(c, Mlp):
-            text = f"mlp{c.layer}"
-        else:
-            assert isinstance(c, Embed)
-            text = "embed +"
-        groups.setdefault(c.position, []).append(text)
+    for c in map(str, components):
+        text, _, position = c.partition("@")
+        groups.setdefault(position or None, []).append("embed +" if text == "embed" else text)
     parts = [
         " ".join(v).removesuffix(" +") + (f" @{p}" if p else " @all") for p, v in groups.items()
     ]
@@ -170,32 +165,45 @@ def to_dot(h: Hypothesis, costs: NodeCosts | None = None):
     differ only there look different); with ``costs`` the output states recovered +- SE, n and
     seed, and each node what scrubbing it alone costs.
     """
+    from scrub.runner.plugin import spec_of
+
+    graph(h)  # validates: a cycle or a missing parent raises here, not inside graphviz
+    return spec_to_dot(spec_of(h), costs)
+
+
+def spec_to_dot(spec: Mapping, costs: NodeCosts | None = None):
+    """:func:`to_dot` from a stored hypothesis spec (``spec_of(h)``, as result records hold it)."""
     import graphviz
 
-    g = graphviz.Digraph(h.name, graph_attr={"rankdir": "BT", "label": h.name, "labelloc": "t"})
+    name = str(spec.get("name"))
+    g = graphviz.Digraph(name, graph_attr={"rankdir": "BT", "label": name, "labelloc": "t"})
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     g.attr("edge", fontname="Helvetica", fontsize="10")
-    top = f"OUTPUT (logits)\\nother: {h.output_other}"
+    top = f"OUTPUT (logits)\\nother: {spec.get('output_other', 'random')}"
     if costs is not None:
         top += "\\n" + result_line(costs)
     g.node(OUTPUT, top, fillcolor="#ffffff", shape="ellipse")
-    order = list(nx.topological_sort(graph(h)))
-    for name in order:
-        if name == OUTPUT:
+    nodes: Mapping[str, Mapping] = spec.get("nodes", {})
+    edges = [(child, f.rpartition(".")[0] or f) for child, n in nodes.items() for f in n["feeds"]]
+    order = nx.DiGraph(edges)
+    order.add_nodes_from(nodes)
+    for node_name in nx.topological_sort(order):
+        if node_name not in nodes:
             continue
-        n = h.node(name)
-        cls, colour = head_class(name)
+        n = nodes[node_name]
+        cls, colour = head_class(node_name)
         lines = [
-            f"{name}: {components_label(n.components)}",
-            f"rule: {n.rule}",
-            f"other: {n.other}",
+            f"{node_name}: {components_label(n['components'])}",
+            f"rule: {n['rule']}",
+            f"other: {n['other']}",
         ]
-        if costs is not None and name in costs.costs:
-            lines.append(f"scrubbing it alone costs {costs.costs[name]:+.3f}")
-        g.node(name, "\\n".join(lines), fillcolor=colour, tooltip=cls)
-    for n in h.nodes:
-        for f in n.feeds:
-            g.edge(n.name, f.parent, label=f.slot.value)
+        if costs is not None and node_name in costs.costs:
+            lines.append(f"scrubbing it alone costs {costs.costs[node_name]:+.3f}")
+        g.node(node_name, "\\n".join(lines), fillcolor=colour, tooltip=cls)
+    for child, n in nodes.items():
+        for f in n["feeds"]:
+            parent, _, slot = f.rpartition(".")
+            g.edge(child, parent or f, label=slot if parent else "resid")
     return g
 
 
