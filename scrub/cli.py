@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from scrub.errors import ScrubError
+from scrub.pages.command import report_command
 from scrub.patching.command import patch_command
+from scrub.patching.inspect_command import inspect_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +23,8 @@ dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets and their c
 app.add_typer(dataset_app, name="dataset")
 # The command module imports torch and the engine only inside the command, so this is cheap.
 app.command("patch")(patch_command)
+app.add_typer(inspect_app, name="inspect")
+app.command("report")(report_command)
 
 
 def _parse_ints(text: str | None, what: str) -> list[int] | None:

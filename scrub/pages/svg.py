@@ -152,15 +152,15 @@ def histogram(
             f'<rect x="{pad_l + k * bw:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bw - 1:.1f}" '
             f'height="{max(h, 0):.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
         )
-    for name, x in (marks or {}).items():
-        if math.isfinite(x) and lo <= x <= hi:
+    for k, (name, x) in enumerate((marks or {}).items()):
+        if x is not None and math.isfinite(x) and lo <= x <= hi:
             px = xpos(x)
             out.append(
                 f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{pad_t}" y2="{pad_t + plot_h}" '
                 f'stroke="#222" stroke-dasharray="3,2"><title>{escape(f"{name} {x:.3f}")}'
                 f"</title></line>"
             )
-            out.append(_text(px + 2, pad_t + 10, name, size=9, anchor="start"))
+            out.append(_text(px + 2, pad_t + 10 + 11 * k, name, size=9, anchor="start"))
     for x in (lo, (lo + hi) / 2, hi):
         out.append(_text(xpos(x), pad_t + plot_h + 12, f"{x:g}", size=9))
     out.append(_text(pad_l + plot_w / 2, height - 4, x_label, size=10))

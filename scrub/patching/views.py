@@ -214,16 +214,23 @@ def attention_png(
     row: int = 0,
 ) -> bytes:
     """A PNG of each chosen head's attention pattern on one prompt (query rows, key columns)."""
+    return patterns_png(attention_patterns(w, inputs, heads, row).numpy(), heads, str_tokens)
+
+
+def patterns_png(
+    patterns: np.ndarray, heads: list[tuple[int, int]], labels: list[str], title: str = ""
+) -> bytes:
+    """A PNG of attention patterns ``[heads, query, key]`` on one prompt, one panel per head."""
     plt = _pyplot()
 
-    patterns = attention_patterns(w, inputs, heads, row).numpy()
-    k = len(heads)
-    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(heads), figsize=(3.4 * len(heads), 3.6), squeeze=False)
     for ax, pat, (layer, head) in zip(axes[0], patterns, heads):
         ax.imshow(pat, cmap="Blues", vmin=0, vmax=1)
         ax.set_title(f"head {layer}.{head}", fontsize=9)
-        ax.set_xticks(range(len(str_tokens)), str_tokens, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(str_tokens)), str_tokens, fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    if title:
+        fig.suptitle(title[:110], fontsize=8)
     return _png(fig)
 
 

@@ -139,8 +139,11 @@ def write_stored(run: RunDir, h, costs: NodeCosts) -> Path:
     return p
 
 
-def compute(h, full: Mapping, *, progress: bool = True) -> NodeCosts:
-    """Scrub ``h`` without each node under ``full``'s settings, on one dataset built once."""
+def compute(h, full: Mapping, *, progress: bool = True, cache: dict | None = None) -> NodeCosts:
+    """Scrub ``h`` without each node under ``full``'s settings, on one dataset built once.
+
+    ``cache`` keeps loaded models and built datasets across calls (one dict for many hypotheses).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -156,16 +159,23 @@ def compute(h, full: Mapping, *, progress: bool = True) -> NodeCosts:
             f"the result of {h.name!r} does not say which model and n produced it",
             fix="give a result JSON written by scrub run --json or a scrub check run",
         )
-    model = load_model(str(ident["model"]))
+    cache = {} if cache is None else cache
+    if ident["model"] not in cache:
+        cache[ident["model"]] = load_model(str(ident["model"]))
+    model = cache[ident["model"]]
     n, seed = int(ident["n"]), int(ident["seed"] or 0)
-    ds = build_dataset(
-        h.dataset,
-        max(n, int(ident["pool"] or DEFAULT_POOL)),
-        seed=seed,
-        tokenizer=model.tokenizer,
-        n_vocab=model.info.d_vocab,
-        n_ctx=model.info.n_ctx,
-    )
+    size = max(n, int(ident["pool"] or DEFAULT_POOL))
+    key = (ident["model"], h.dataset, size, seed)
+    if key not in cache:
+        cache[key] = build_dataset(
+            h.dataset,
+            size,
+            seed=seed,
+            tokenizer=model.tokenizer,
+            n_vocab=model.info.d_vocab,
+            n_ctx=model.info.n_ctx,
+        )
+    ds = cache[key]
     if ident["dataset"] is not None and list(ds.lineage) != list(ident["dataset"]):
         raise ScrubError(
             f"the result of {h.name!r} was computed on a dataset scrub cannot rebuild "
@@ -191,6 +201,7 @@ def costs_for(
     run: RunDir | None = None,
     compute_missing: bool = True,
     progress: bool = True,
+    cache: dict | None = None,
 ) -> NodeCosts:
     """``h``'s node costs: from ablation results in ``records``, stored in ``run``, or computed
     now (and then stored in ``run``, so the next call reads them)."""
@@ -213,7 +224,7 @@ def costs_for(
         return stored
     if not compute_missing:
         return NodeCosts(**base, settings=_identity(full), costs={}, source="none")
-    costs = compute(h, full, progress=progress)
+    costs = compute(h, full, progress=progress, cache=cache)
     if run is not None:
         write_stored(run, h, costs)
     return costs
