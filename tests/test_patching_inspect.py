@@ -69,3 +69,23 @@ def test_dla_matches_the_kernel_and_completes_to_the_logit_difference(toy):
     logit_diff = logits[rows, answers[:, 0]] - logits[rows, answers[:, 1]]
     total = dla.reshape(n, -1).sum(-1) + rest_dla + bias
     torch.testing.assert_close(total, logit_diff, atol=1e-3, rtol=1e-4)
+
+
+def test_inspect_commands_write_pages_and_reject_bad_heads(toy, tmp_path, capsys):
+    from scrub.cli import main
+
+    attn = tmp_path / "attn.html"
+    assert main(["inspect", "attention", "--heads", "1.2,3.1", "--n", "3", "-o", str(attn)]) == 0
+    page = attn.read_text()
+    assert page.count("<svg") == 2 and "head 1.2: query" in page
+    dla = tmp_path / "dla.svg"
+    assert main(["inspect", "dla", "--n", "12", "--seed", "5", "-o", str(dla)]) == 0
+    model, ps, _ = toy
+    mean = insp.direct_logit_attribution(
+        model, ps.tokens, ps.mask, ps.positions["END"], ps.answers
+    ).mean(0)
+    assert f"head 3.1: {float(mean[3, 1]):+.4f}" in dla.read_text()  # same prompts, same number
+    assert "head 3.1" in capsys.readouterr().out
+    assert main(["inspect", "attention", "--heads", "7.0", "-o", str(tmp_path / "a.png")]) == 2
+    assert main(["inspect", "dla", "-o", str(tmp_path / "d.txt")]) == 2
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "d.txt").exists()
