@@ -120,7 +120,7 @@ def patch_command(
     from scrub.patching.activation import PatchInputs
     from scrub.patching.path import MLP_MODES, Receivers, path_scan
     from scrub.patching.results import check_normalization
-    from scrub.patching.views import _title, heatmap_html, heatmap_png, write_bytes
+    from scrub.patching.views import heatmap_html, heatmap_png, title, write_bytes
 
     # Cheap checks first, before loading anything.
     if experiment not in EXPERIMENTS:
@@ -161,7 +161,7 @@ def patch_command(
         bad_ps = apply_corruptions(clean_ps, steps, seed=seed)
         provenance = {"corruption": ",".join(steps), "seed": seed}
     inputs = PatchInputs.from_promptsets(clean_ps, bad_ps)
-    if positions is not None and positions != "each":
+    if positions is not None and not (experiment == "activation" and positions == "each"):
         inputs.index(positions)
 
     torch.set_grad_enabled(False)
@@ -191,8 +191,8 @@ def patch_command(
         )
     # Render everything before writing anything: a failure leaves no partial output.
     rendered: list[tuple[bytes | str, Path]] = []
+    text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
     if json_out is not None:
-        text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
         rendered.append((text, json_out))
     if png is not None:
         rendered.append((heatmap_png(result), png))
@@ -201,7 +201,6 @@ def patch_command(
     if run is not None:
         from scrub.patching.views import run_patch_path
 
-        text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
         rendered.append((text, run_patch_path(run.path, result)))
     for data, path in rendered:
         write_bytes(data, path)
@@ -209,7 +208,7 @@ def patch_command(
     frame = result.to_frame().dropna(subset=["logit_diff"])
     effect = frame["normalized"].sub(result.no_effect()).abs()
     top = frame.reindex(effect.sort_values(ascending=False).index).head(10)
-    typer.echo(f"{_title(result)}: clean {result.clean:.3f}, corrupted {result.corrupted:.3f}")
+    typer.echo(f"{title(result)}: clean {result.clean:.3f}, corrupted {result.corrupted:.3f}")
     for w in result.warnings():
         typer.echo(f"warning: {w}", err=True)
     cols = ["component", "layer", "head", "position", "logit_diff", "normalized"]

@@ -49,7 +49,7 @@ def score_matrix(
     return grid.to_numpy(dtype=float), [str(x) for x in layers], cols
 
 
-def _title(result: PatchResult) -> str:
+def title(result: PatchResult) -> str:
     """What was patched, and the model, corruption, n and seed that produced it."""
     s = result.settings
     where = f" @ {s.sender_position}" if s.sender_position else ""
@@ -113,7 +113,7 @@ def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
     ax.set_xlabel("head" if by_head else "position")
     ax.set_ylabel("layer")
     warn = "\nWARNING: " + "; ".join(w.split(":")[0] for w in result.warnings())
-    ax.set_title(_title(result) + (warn if result.warnings() else ""), fontsize=8)
+    ax.set_title(title(result) + (warn if result.warnings() else ""), fontsize=8)
     fig.colorbar(im, ax=ax, label=f"{column} ({result.settings.normalization})")
     return _png(fig)
 
@@ -149,7 +149,7 @@ def heatmap_fragment(result: PatchResult, column: str = "normalized") -> str:
     """Title, legend, warnings and heatmap of one result, as an HTML fragment (for pages)."""
     warnings = "".join(f'<p class="warn">warning: {html.escape(w)}</p>' for w in result.warnings())
     return (
-        f"<h3>{html.escape(_title(result))}</h3>{warnings}"
+        f"<h3>{html.escape(title(result))}</h3>{warnings}"
         f'<p class="legend">{html.escape(legend(result, column))}</p>'
         f"{heatmap_svg(result, column)}"
     )
@@ -158,7 +158,7 @@ def heatmap_fragment(result: PatchResult, column: str = "normalized") -> str:
 def heatmap_html(result: PatchResult, column: str = "normalized") -> str:
     """A self-contained HTML page of :func:`heatmap_fragment` (no scripts, nothing fetched)."""
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(_title(result))}</title>
+<html><head><meta charset="utf-8"><title>{html.escape(title(result))}</title>
 <style>
 body {{ font-family: sans-serif; font-size: 13px; margin: 16px; }}
 .warn {{ color: #c92a2a; font-weight: bold; }}

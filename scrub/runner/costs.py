@@ -75,6 +75,12 @@ def full_record(h, records: Sequence[Mapping]) -> Mapping:
             fix="give results produced by this hypothesis (scrub run --json, or a scrub check run)",
         )
     full = mine[-1]
+    if not isinstance(full.get("recovered"), (int, float)):
+        raise ScrubError(
+            f"the result of {h.name!r} has no recovered fraction (clean equals random), so no "
+            "node has a cost",
+            fix="use a dataset or metric where the clean and random runs differ",
+        )
     stored_spec = full.get("hypothesis_spec")
     if stored_spec is not None and stored_spec.get("nodes") != spec_of(h)["nodes"]:
         raise ScrubError(

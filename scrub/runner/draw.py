@@ -18,6 +18,7 @@ The ``.dot`` source is always written; ``.svg``/``.png`` need graphviz's ``dot``
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -150,10 +151,12 @@ def load_records(ref: str | Path) -> list[dict]:
 
 def result_line(costs: NodeCosts) -> str:
     """``"recovered 0.946 +- 0.005 (n=200, seed 0, logit-diff)"``: the run a drawing shows."""
-    se = f" +- {costs.full_se:.3f}" if costs.full_se is not None else ""
+    ok = isinstance(costs.full, (int, float)) and math.isfinite(costs.full)
+    value = f"{costs.full:.3f}" if ok else "undefined"
+    se = f" +- {costs.full_se:.3f}" if ok and isinstance(costs.full_se, (int, float)) else ""
     s = costs.settings
     return (
-        f"recovered {costs.full:.3f}{se} (n={s.get('n')}, seed {s.get('seed')}, "
+        f"recovered {value}{se} (n={s.get('n')}, seed {s.get('seed')}, "
         f"{s.get('metric') or 'logit-diff'})"
     )
 
