@@ -157,3 +157,15 @@ def test_the_console_check_catches_a_broken_page(tmp_path: Path) -> None:
     page.write_text("<!doctype html><p>x</p><script>notDefined();</script>")
     _, err = _chromium(page, tmp_path, "--dump-dom")
     assert any("notDefined" in m for m in console_messages(err))
+
+
+def test_report_command_writes_the_page_and_rejects_bad_input(run: RunDir, tmp_path, capsys):
+    from scrub.cli import main
+
+    out = tmp_path / "r.html"
+    root = str(run.path.parent)
+    assert main(["report", "latest", "--root", root, "-o", str(out)]) == 0
+    assert f"report: {out.resolve()}" in capsys.readouterr().out and "<svg" in out.read_text()
+    assert main(["report", "nope", "--root", root, "-o", str(tmp_path / "x.html")]) == 2
+    assert main(["report", "latest", "--root", root, "-o", str(tmp_path / "x.txt")]) == 2
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.txt").exists()

@@ -145,10 +145,10 @@ def _results_table(results: list[dict]) -> str:
     return f'{note}<table id="results-table"><thead>{head}</thead><tbody>{body}</tbody></table>'
 
 
-def _svg_of_dot(g) -> str:
-    """Graphviz's SVG without its XML prologue (inlined into the page)."""
+def _svg_of_dot(g, prefix: str) -> str:
+    """Graphviz's SVG without its XML prologue, its ids prefixed (ids are unique per page)."""
     svg = g.pipe(format="svg").decode("utf-8")
-    return svg[svg.index("<svg") :]
+    return svg[svg.index("<svg") :].replace(' id="', f' id="{prefix}')
 
 
 def _hypotheses(results: list[dict], costs: Mapping[str, dict], warnings: list[str]) -> str:
@@ -185,7 +185,7 @@ def _hypotheses(results: list[dict], costs: Mapping[str, dict], warnings: list[s
         )
         parts.append(
             f'<div class="cell graph"><h3>{escape(name)}</h3><p class="muted">{note}</p>'
-            f"{_svg_of_dot(spec_to_dot(spec, nc))}</div>"
+            f"{_svg_of_dot(spec_to_dot(spec, nc), f'h{len(parts)}-')}</div>"
         )
     if not parts:
         return '<p class="muted">No result of this run names its hypothesis structure.</p>'
