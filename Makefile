@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/scrub check hypotheses/ -q -rs
 	$(VENV)/bin/scrub draw hypotheses/toy_ioi.py::full_circuit -o runs/toy-ioi-full-circuit.svg --results latest
+	$(VENV)/bin/scrub patch --model toy-ioi --n 100 --seed 0 --corrupt abc --senders heads --receivers logits --run latest --no-progress >/dev/null
+	$(VENV)/bin/scrub report latest --costs hypotheses/toy_ioi.py -o runs/report.html
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

@@ -15,7 +15,9 @@ from scrub import arguments as args_check
 from scrub.dataset_command import import_command
 from scrub.errors import ScrubError
 from scrub.exits import debug_requested, run_guarded
+from scrub.pages.command import report_command
 from scrub.patching.command import patch_command
+from scrub.patching.inspect_command import inspect_app
 from scrub.stats.command import formal_tests_command
 
 app = typer.Typer(
@@ -47,6 +49,8 @@ def _root(
 app.command("patch")(patch_command)
 dataset_app.command("import")(import_command)
 app.command("test")(formal_tests_command)
+app.add_typer(inspect_app, name="inspect")
+app.command("report")(report_command)
 
 
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda[:i] or mps"
@@ -249,18 +253,18 @@ def compare(
     run_b: Annotated[str, typer.Argument(help="Run directory or name (or 'latest')")],
     root: Annotated[Path, typer.Option("--root", help="Where runs are stored")] = Path("runs"),
 ) -> None:
-    """Show what changed between two runs: recovered, its change and pass/fail flips."""
-    import pandas as pd
-
-    from scrub.runner.store import compare_runs, resolve_run
+    """Show what changed between two runs, result by result (paired by hypothesis and
+    settings): the settings that differ, recovered's change +- SE, pass/fail flips."""
+    from scrub.runner.compare import compare_runs, format_comparison
+    from scrub.runner.store import resolve_run
 
     a, b = resolve_run(run_a, root), resolve_run(run_b, root)
     for problem in a.problems() + b.problems():
         typer.echo(f"warning: {problem}", err=True)
     diff = compare_runs(a, b)
     typer.echo(f"A = {a.path}\nB = {b.path}")
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        typer.echo(diff.drop(columns=["key"]).to_string(index=False, float_format="%.3f"))
+    for line in format_comparison(diff):
+        typer.echo(line)
     changed = int((diff["status"] != "same").sum())
     typer.echo(f"{changed} of {len(diff)} results changed")
 
@@ -274,7 +278,7 @@ def draw(
     ] = None,
 ) -> None:
     """Render a hypothesis with graphviz, optionally annotated with what each node costs."""
-    from scrub.runner.draw import FORMATS, load_records
+    from scrub.runner.draw import FORMATS, load_results
     from scrub.runner.draw import draw as draw_hypothesis
     from scrub.scrubbing.loader import load_hypothesis
     from scrub.scrubbing.validate import check_structure
@@ -282,8 +286,8 @@ def draw(
     args_check.check_output(out, FORMATS, "-o/--out")
     hypothesis = load_hypothesis(ref)
     check_structure(hypothesis)
-    records = load_records(results) if results is not None else None
-    outcome = draw_hypothesis(hypothesis, out, records=records)
+    records, run = load_results(results) if results is not None else (None, None)
+    outcome = draw_hypothesis(hypothesis, out, records=records, run=run, progress=True)
     typer.echo(outcome.message)
     typer.echo(f"drawing: {outcome.image or outcome.dot}")
 

@@ -51,7 +51,8 @@ def test_json_png_html(tmp_path: Path) -> None:
         want = (s["logit_diff"] - doc["corrupted"]) / (doc["clean"] - doc["corrupted"])
         assert math.isclose(s["normalized"], want, rel_tol=1e-6, abs_tol=1e-9)
     assert (tmp_path / "pp.png").read_bytes()[:4] == b"\x89PNG"
-    assert "<table>" in (tmp_path / "pp.html").read_text()
+    page = (tmp_path / "pp.html").read_text()
+    assert "<svg" in page and "corruption abc, n=8, seed 0" in page and "<title>layer 0" in page
 
 
 @needs_toy

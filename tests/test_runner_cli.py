@@ -80,5 +80,6 @@ def test_runs_and_compare(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "20240101-000000-aaaaaa" in out and "pass=1" in out
     assert main(["compare", "20240101", "latest", "--root", str(tmp_path)]) == 0
-    assert "1 of 1 results changed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 of 1 results changed" in out and "delta  -0." in out and " +- 0.0" in out
     assert main(["compare", "nope", "latest", "--root", str(tmp_path)]) == 2

@@ -51,18 +51,37 @@ def test_svg_with_dot(tmp_path):
     assert out.image and "<svg" in (tmp_path / "g.svg").read_text()
 
 
+def test_every_node_states_its_other_rule():
+    src = draw.to_dot(H).source
+    assert src.count("other: random") == len(H.nodes) + 1  # the output's too
+    h = Hypothesis("x", [node("a", heads("1.1", at="S2"), feeds=OUTPUT, other=keep)])
+    assert "other: keep" in draw.to_dot(h).source
+
+
 def test_costs_read_from_results_and_wrong_results_rejected(tmp_path):
+    from scrub.runner.costs import costs_for
     from scrub.runner.plugin import spec_of
 
-    recs = [{"hypothesis": "ioi", "recovered": 0.9, "hypothesis_spec": spec_of(H)}]
+    settings = {"model": "toy", "n": 50, "seed": 3, "metric": "logit-diff"}
+    recs = [
+        {
+            "hypothesis": "ioi",
+            "recovered": 0.9,
+            "recovered_se": 0.02,
+            "settings": settings,
+            "hypothesis_spec": spec_of(H),
+        }
+    ]
     recs += [{"hypothesis": f"ioi without {n.name}", "recovered": 0.5} for n in H.nodes]
-    costs = draw.node_costs(H, recs)
-    assert costs["source"] == "results" and costs["costs"]["helper"] == pytest.approx(0.4)
-    assert "costs +0.400" in draw.to_dot(H, costs).source
+    costs = costs_for(H, recs)
+    assert costs.source == "results" and costs.costs["helper"] == pytest.approx(0.4)
+    src = draw.to_dot(H, costs).source
+    assert "costs +0.400" in src
+    assert "recovered 0.900 +- 0.020 (n=50, seed 3, logit-diff)" in src
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hypothesis": "something else", "recovered": 0.1}))
     with pytest.raises(ScrubError, match="not of hypothesis 'ioi'"):
-        draw.node_costs(H, draw.load_records(other))
+        costs_for(H, draw.load_records(other))
     changed = [{**recs[0], "hypothesis_spec": {"nodes": {}}}]
     with pytest.raises(ScrubError, match="different version"):
-        draw.node_costs(H, changed)
+        costs_for(H, changed)

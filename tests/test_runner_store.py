@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -73,9 +74,35 @@ def test_list_resolve_compare(tmp_path):
     assert resolve_run("latest", tmp_path) == b and resolve_run("20240101", tmp_path) == a
     with pytest.raises(ScrubError, match="not a stored run"):
         resolve_run("nope", tmp_path)
-    diff = compare_runs(a, b).set_index("key")
-    assert diff.loc["k", "status"] == "changed" and diff.loc["k", "delta"] < -0.3
-    assert diff.loc["k2", "status"] == "only in B"
+    diff = compare_runs(a, b).set_index("hypothesis")
+    assert diff.loc["h", "status"] == "changed" and diff.loc["h", "delta"] < -0.3
+    assert diff.loc["new", "status"] == "only in B"
+
+
+def _settings(r: ScrubResult, **changes) -> ScrubResult:
+    return replace(r, settings={**r.settings, **changes})
+
+
+def test_compare_pairs_by_hypothesis_and_settings_not_claim_name(tmp_path):
+    a = RunDir.create(tmp_path, {}, name="a")
+    b = RunDir.create(tmp_path, {}, name="b")
+    same, wider = _result("h"), _result("g")
+    # The same result under other claim names (and twice in A: one result, two claims).
+    a.write_record(record_of(same, key="test_one::h", outcome="pass"))
+    a.write_record(record_of(same, key="test_two::h", outcome="pass"))
+    b.write_record(record_of(same, key="renamed::h", outcome="pass"))
+    # g: n and seed changed between the runs (other numbers, the same hypothesis).
+    a.write_record(record_of(wider, key="k::g", outcome="pass"))
+    b.write_record(
+        record_of(_settings(_result("g", shift=0.05), seed=4), key="k::g", outcome="pass")
+    )
+    diff = compare_runs(a, b).set_index("hypothesis")
+    assert len(diff) == 2
+    assert diff.loc["h", "status"] == "same" and diff.loc["h", "delta"] == 0
+    assert diff.loc["g", "differs"] == "seed 0 -> 4" and diff.loc["g", "status"] == "changed"
+    se_a, se_b = wider.recovered_se, _result("g", shift=0.05).recovered_se
+    assert diff.loc["g", "delta_se"] == pytest.approx((se_a**2 + se_b**2) ** 0.5)
+    assert "model=toy" in diff.loc["g", "settings"] and "seed" not in diff.loc["g", "settings"]
 
 
 def test_claims_respect_the_standard_error():

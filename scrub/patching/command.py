@@ -10,6 +10,7 @@ atomically: a failed run leaves no file behind.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,22 @@ def parse_senders(text: str, position: str | None):
     if not out:
         raise ScrubError("no senders given", fix="use --senders heads")
     return out
+
+
+EXPERIMENTS = ("path", "activation")
+
+
+def activation_kind(senders: str) -> str:
+    """The component kind an activation scan patches, from ``--senders``."""
+    from scrub.patching.activation import ACTIVATION_KINDS
+
+    kind = "head" if senders == "heads" else senders
+    if kind not in ACTIVATION_KINDS:
+        raise ScrubError(
+            f"activation patching cannot scan --senders {senders!r}",
+            fix="use heads, resid_pre, attn_out or mlp_out",
+        )
+    return kind
 
 
 def patch_command(
@@ -84,8 +101,24 @@ def patch_command(
     dtype: Annotated[
         str, typer.Option("--dtype", help="float32, float64, bfloat16 or float16")
     ] = "float32",
+    experiment: Annotated[
+        str,
+        typer.Option(
+            "--experiment",
+            help="path (default) or activation: patch each component's corrupted output into the "
+            "clean run, everything downstream recomputed (--senders heads|resid_pre|attn_out|"
+            "mlp_out, --positions NAME|each)",
+        ),
+    ] = "path",
+    run_dir: Annotated[
+        str | None,
+        typer.Option("--run", help="Also store the result in this run (dir, name or latest)"),
+    ] = None,
 ) -> None:
-    """Path-patch senders (corrupted) to receivers, other heads frozen; print the top senders."""
+    """Path-patch senders (corrupted) to receivers, other heads frozen; print the top senders.
+
+    With --experiment activation, patch every component of a kind instead (receivers: logits).
+    """
     import torch
 
     # Cheap checks first, before loading anything.
@@ -97,8 +130,11 @@ def patch_command(
     from scrub.patching.inputs import PatchInputs
     from scrub.patching.path import MLP_MODES, Receivers, path_scan
     from scrub.patching.results import check_normalization
-    from scrub.patching.views import heatmap_html, heatmap_png, write_bytes
+    from scrub.patching.views import heatmap_html, heatmap_png, title, write_bytes
 
+    # Cheap checks first, before loading anything.
+    if experiment not in EXPERIMENTS:
+        raise ScrubError(f"unknown --experiment {experiment!r}", fix="use path or activation")
     args_check.check_count(n, "--n", what="prompts")
     args_check.check_seed(seed)
     args_check.check_fits(n, f"--n {n}")
@@ -106,7 +142,19 @@ def patch_command(
         raise ScrubError(f"unknown --mlps {mlps!r}", fix="use free or frozen")
     normalization = check_normalization(normalize)
     recv = Receivers.parse(receivers)
-    sender_spec = parse_senders(senders, positions)
+    if experiment == "activation":
+        if receivers != "logits":
+            raise ScrubError(
+                "activation patching reads the logits only", fix="drop --receivers (or use path)"
+            )
+        sender_spec = activation_kind(senders)
+    else:
+        sender_spec = parse_senders(senders, positions)
+    run = None
+    if run_dir is not None:
+        from scrub.runner.store import resolve_run
+
+        run = resolve_run(run_dir)
     if (dataset is None) != (corrupted is None):
         raise ScrubError("--dataset and --corrupted go together", fix="pass both files or neither")
     for path, suffix, option in (
@@ -137,42 +185,56 @@ def patch_command(
         bad_ps = apply_corruptions(clean_ps, steps, seed=seed)
         provenance = {"corruption": ",".join(steps), "seed": seed}
     inputs = PatchInputs.from_promptsets(clean_ps, bad_ps)
-    if positions is not None:
+    if positions is not None and not (experiment == "activation" and positions == "each"):
         inputs.index(positions)
 
     torch.set_grad_enabled(False)
-    result = path_scan(
-        loaded,
-        inputs,
-        sender_spec,
-        recv,
-        mlps=mlps,
-        position=positions,
-        normalization=normalization,
-        progress=progress,
-        settings=provenance,
-    )
+    if experiment == "activation":
+        from scrub.patching.activation import activation_scan
+
+        result = activation_scan(
+            loaded,
+            inputs,
+            sender_spec,
+            position=positions,
+            normalization=normalization,
+            progress=progress,
+            settings=provenance,
+        )
+    else:
+        result = path_scan(
+            loaded,
+            inputs,
+            sender_spec,
+            recv,
+            mlps=mlps,
+            position=positions,
+            normalization=normalization,
+            progress=progress,
+            settings=provenance,
+        )
     # Render everything before writing anything: a failure leaves no partial output.
     rendered: list[tuple[bytes | str, Path]] = []
+    text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
     if json_out is not None:
-        import json
-
-        text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
         rendered.append((text, json_out))
     if png is not None:
         rendered.append((heatmap_png(result), png))
     if html_out is not None:
         rendered.append((heatmap_html(result), html_out))
+    if run is not None:
+        from scrub.patching.views import run_patch_path
+
+        rendered.append((text, run_patch_path(run.path, result)))
     for data, path in rendered:
         write_bytes(data, path)
 
     frame = result.to_frame().dropna(subset=["logit_diff"])
     effect = frame["normalized"].sub(result.no_effect()).abs()
     top = frame.reindex(effect.sort_values(ascending=False).index).head(10)
-    typer.echo(
-        f"{result.settings.experiment} patching {result.settings.senders} -> {recv} "
-        f"(MLPs {mlps}, n={inputs.n}): clean {result.clean:.3f}, corrupted {result.corrupted:.3f}"
-    )
+    typer.echo(f"{title(result)}: clean {result.clean:.3f}, corrupted {result.corrupted:.3f}")
+    for w in result.warnings():
+        typer.echo(f"warning: {w}", err=True)
     cols = ["component", "layer", "head", "position", "logit_diff", "normalized"]
     typer.echo(top[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     for _, path in rendered:

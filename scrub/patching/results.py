@@ -106,6 +106,66 @@ class PatchResult:
     clean: float
     corrupted: float
     scores: tuple[Score, ...]
+    #: Standard error of the mean of (clean - corrupted) over examples.
+    gap_se: float = math.nan
+
+    def warnings(self) -> tuple[str, ...]:
+        """Why the normalised scores may mislead: the corruption does not lower the logit
+        difference, or clean and corrupted are too close for a ratio over their gap.
+
+        Normalised scores divide by ``clean - corrupted``, so each one's noise is its own SE over
+        that gap. A gap under 2 SE is not distinguishable from zero; a gap under a tenth of the
+        scores' size turns small changes into large normalised ones (10x or more).
+        """
+        c, k = self.clean, self.corrupted
+        gap = c - k
+        out = []
+        if gap <= 0:
+            out.append(
+                f"the corrupted logit difference ({k:.3f}) is not below the clean one ({c:.3f}): "
+                "the corruption does not hurt the task, so normalised scores are inverted (red "
+                "cells raise the logit difference); use a corruption that lowers it"
+            )
+        if math.isfinite(self.gap_se) and abs(gap) < 2 * self.gap_se:
+            out.append(
+                f"clean and corrupted differ by {gap:.3f}, less than 2 SE ({self.gap_se:.3f}): "
+                "normalised scores divide by noise; use more prompts or a stronger corruption"
+            )
+        elif abs(gap) < 0.1 * max(abs(c), abs(k)):
+            out.append(
+                f"clean ({c:.3f}) and corrupted ({k:.3f}) are within 10% of each other: "
+                "normalised scores magnify small changes tenfold or more; use a stronger corruption"
+            )
+        return tuple(out)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> PatchResult:
+        """The inverse of :meth:`to_json` (null scores become NaN)."""
+
+        def num(x: Any) -> float:
+            return math.nan if x is None else float(x)
+
+        known = PatchSettings.__dataclass_fields__
+        settings = PatchSettings(**{k: v for k, v in doc["settings"].items() if k in known})
+        scores = tuple(
+            Score(
+                s["component"],
+                int(s["layer"]),
+                s.get("head"),
+                s.get("position"),
+                num(s.get("logit_diff")),
+                num(s.get("normalized")),
+                num(s.get("stderr")),
+            )
+            for s in doc["scores"]
+        )
+        return cls(
+            settings,
+            float(doc["clean"]),
+            float(doc["corrupted"]),
+            scores,
+            num(doc.get("gap_se")),
+        )
 
     def no_effect(self, column: str = "normalized") -> float:
         """The score of a component whose patch changes nothing, in ``column``."""
@@ -141,6 +201,8 @@ class PatchResult:
             "settings": asdict(self.settings),
             "clean": self.clean,
             "corrupted": self.corrupted,
+            "gap_se": _finite(self.gap_se),
+            "warnings": list(self.warnings()),
             "scores": scores,
         }
 
@@ -182,4 +244,6 @@ def build_result(
         )
         for (comp, layer, head, pos), m, e in zip(labels, means, stderr)
     )
-    return PatchResult(settings=settings, clean=c, corrupted=k, scores=scores)
+    gap = (clean - corrupted).double()
+    gap_se = float(gap.std() / math.sqrt(len(gap))) if len(gap) > 1 else math.nan
+    return PatchResult(settings=settings, clean=c, corrupted=k, scores=scores, gap_se=gap_se)

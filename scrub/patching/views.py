@@ -3,7 +3,7 @@ direct logit attribution of chosen heads.
 
 Renderers return bytes or text so a caller can build every output before writing any (the CLI
 writes nothing when one fails); the ``write_*`` helpers write atomically. HTML is self-contained
-(no scripts fetched, no plotting dependency): a coloured table whose cells show exact values on
+(no scripts fetched, no plotting dependency): an inline SVG whose cells show exact values on
 hover.
 
 >>> png = heatmap_png(result)                         # doctest: +SKIP
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +50,26 @@ def score_matrix(
     return grid.to_numpy(dtype=float), [str(x) for x in layers], cols
 
 
-def _title(result: PatchResult) -> str:
+def title(result: PatchResult) -> str:
+    """What was patched, and the model, corruption, n and seed that produced it."""
     s = result.settings
     where = f" @ {s.sender_position}" if s.sender_position else ""
     mlps = f", MLPs {s.mlps}" if s.experiment == "path" else ""
+    seed = f", seed {s.seed}" if s.seed is not None else ""
+    corruption = s.corruption or "unstated"
     return (
-        f"{s.experiment} patching: {s.senders}{where} -> {s.receivers}{mlps} ({s.model}, n={s.n})"
+        f"{s.experiment} patching: {s.senders}{where} -> {s.receivers}{mlps} "
+        f"({s.model}, corruption {corruption}, n={s.n}{seed})"
+    )
+
+
+def legend(result: PatchResult, column: str = "normalized") -> str:
+    """What the heatmap's colours mean, right also when corrupted scores above clean."""
+    toward = "lowers" if result.clean > result.corrupted else "raises"
+    return (
+        f"clean logit diff {result.clean:.4f}, corrupted {result.corrupted:.4f}; {column} "
+        f"({result.settings.normalization}); white = no effect, red = the patch moves the logit "
+        f"difference towards the corrupted run's (here it {toward} it), blue = away from it."
     )
 
 
@@ -100,64 +113,71 @@ def heatmap_png(result: PatchResult, column: str = "normalized") -> bytes:
     by_head = any(s.head is not None for s in result.scores)
     ax.set_xlabel("head" if by_head else "position")
     ax.set_ylabel("layer")
-    ax.set_title(_title(result), fontsize=8)
+    warn = "\nWARNING: " + "; ".join(w.split(":")[0] for w in result.warnings())
+    ax.set_title(title(result) + (warn if result.warnings() else ""), fontsize=8)
     fig.colorbar(im, ax=ax, label=f"{column} ({result.settings.normalization})")
     return _png(fig)
 
 
-def heatmap_html(result: PatchResult, column: str = "normalized") -> str:
-    """A self-contained HTML heatmap; hovering a cell shows its raw and normalised scores."""
+def heatmap_svg(result: PatchResult, column: str = "normalized") -> str:
+    """An SVG heatmap of ``column``, diverging around the no-effect value; each cell's hover text
+    gives its normalised score, logit difference and SE."""
+    from scrub.pages.svg import heatmap
+
     grid, rows, cols = score_matrix(result, column)
     raw, _, _ = score_matrix(result, "logit_diff")
-    centre = result.no_effect(column)  # the heatmap's white
-    finite = grid[np.isfinite(grid)]
-    span = max(float(np.abs(finite - centre).max()) if finite.size else 1.0, 1e-6)
+    err, _, _ = score_matrix(result, "stderr")
+    by_head = any(s.head is not None for s in result.scores)
 
-    def colour(v: float) -> str:
-        if not math.isfinite(v):
-            return "#dddddd"
-        a = max(-1.0, min(1.0, (v - centre) / span))
-        # Red below the neutral value (the patch hurts), blue above, white at no effect.
-        r, g, b = (
-            (255, int(255 * (1 - abs(a))), int(255 * (1 - abs(a))))
-            if a < 0
-            else (
-                int(255 * (1 - a)),
-                int(255 * (1 - a)),
-                255,
-            )
+    def tip(i: int, j: int, v: float) -> str:
+        return (
+            f"layer {rows[i]}, {'head' if by_head else 'position'} {cols[j]}: {column} {v:.4f}, "
+            f"logit diff {raw[i, j]:.4f} +- {err[i, j]:.4f}"
         )
-        return f"rgb({r},{g},{b})"
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = []
-    for i, layer in enumerate(rows):
-        cells = []
-        for j, col in enumerate(cols):
-            v, ld = grid[i, j], raw[i, j]
-            tip = f"layer {layer}, {col}: {column} {v:.4f}, logit diff {ld:.4f}"
-            text = "" if not math.isfinite(v) else f"{v:.2f}"
-            cells.append(
-                f'<td style="background:{colour(v)}" title="{html.escape(tip)}">{text}</td>'
-            )
-        body.append(f"<tr><th>{html.escape(layer)}</th>{''.join(cells)}</tr>")
-    s = result.settings
+    return heatmap(
+        grid,
+        rows,
+        cols,
+        centre=result.no_effect(column),
+        tip=tip,
+        col_title="head" if by_head else "position",
+        col_label_angle=0 if by_head else 60,
+    )
+
+
+def heatmap_fragment(result: PatchResult, column: str = "normalized") -> str:
+    """Title, legend, warnings and heatmap of one result, as an HTML fragment (for pages)."""
+    warnings = "".join(f'<p class="warn">warning: {html.escape(w)}</p>' for w in result.warnings())
+    return (
+        f"<h3>{html.escape(title(result))}</h3>{warnings}"
+        f'<p class="legend">{html.escape(legend(result, column))}</p>'
+        f"{heatmap_svg(result, column)}"
+    )
+
+
+def heatmap_html(result: PatchResult, column: str = "normalized") -> str:
+    """A self-contained HTML page of :func:`heatmap_fragment` (no scripts, nothing fetched)."""
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(_title(result))}</title>
+<html><head><meta charset="utf-8"><title>{html.escape(title(result))}</title>
 <style>
-body {{ font-family: sans-serif; font-size: 13px; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; font-size: 11px; }}
-td:hover {{ outline: 2px solid black; }}
+body {{ font-family: sans-serif; font-size: 13px; margin: 16px; }}
+.warn {{ color: #c92a2a; font-weight: bold; }}
+rect:hover {{ stroke: #000; stroke-width: 2; }}
 </style></head><body>
-<h3>{html.escape(_title(result))}</h3>
-<p>clean logit diff {result.clean:.4f}, corrupted {result.corrupted:.4f};
-{html.escape(column)} ({html.escape(s.normalization)}); MLPs {html.escape(s.mlps)};
-white = no effect, red = the patch lowers the score. Rows: layers.</p>
-<table><tr><th>layer</th>{head}</tr>
-{chr(10).join(body)}
-</table></body></html>
+{heatmap_fragment(result, column)}
+</body></html>
 """
+
+
+def run_patch_path(run: Path, result: PatchResult) -> Path:
+    """Where a run stores a patching result: ``RUN/patching/<experiment>-<senders>-<receivers>-
+    <corruption>-n<N>-seed<S>.json`` (the report page shows every file there)."""
+    from scrub.runner.store import safe_key
+
+    s = result.settings
+    name = f"{s.experiment}-{s.senders}-{s.receivers}-{s.corruption}-n{s.n}-seed{s.seed}"
+    return Path(run) / "patching" / f"{safe_key(name)}.json"
 
 
 def write_bytes(data: bytes | str, path: Path) -> None:
@@ -195,16 +215,23 @@ def attention_png(
     row: int = 0,
 ) -> bytes:
     """A PNG of each chosen head's attention pattern on one prompt (query rows, key columns)."""
+    return patterns_png(attention_patterns(w, inputs, heads, row).numpy(), heads, str_tokens)
+
+
+def patterns_png(
+    patterns: np.ndarray, heads: list[tuple[int, int]], labels: list[str], title: str = ""
+) -> bytes:
+    """A PNG of attention patterns ``[heads, query, key]`` on one prompt, one panel per head."""
     plt = _pyplot()
 
-    patterns = attention_patterns(w, inputs, heads, row).numpy()
-    k = len(heads)
-    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(heads), figsize=(3.4 * len(heads), 3.6), squeeze=False)
     for ax, pat, (layer, head) in zip(axes[0], patterns, heads):
         ax.imshow(pat, cmap="Blues", vmin=0, vmax=1)
         ax.set_title(f"head {layer}.{head}", fontsize=9)
-        ax.set_xticks(range(len(str_tokens)), str_tokens, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(str_tokens)), str_tokens, fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    if title:
+        fig.suptitle(title[:110], fontsize=8)
     return _png(fig)
 
 

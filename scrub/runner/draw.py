@@ -5,8 +5,9 @@ resampling rules; its colour is the head class read from the node's name (name m
 S-inhibition, induction, ...). With results, each box also shows what scrubbing that node alone
 costs: ``recovered(full) - recovered(full without the node and the nodes that only feed it)``.
 The costs are read from the results when they hold results named ``"<hypothesis> without
-<node>"`` (as :func:`ablations` names them); otherwise they are computed with
-:func:`~scrub.scrubbing.run.run_hypothesis` under the stored result's model, n, seed and metric.
+<node>"`` (as :func:`ablations` names them), else from the run's ``costs/`` folder; otherwise they
+are computed under the stored result's model, n, seed and metric and stored there
+(:mod:`scrub.runner.costs`), so only the first drawing of a run's hypothesis scrubs anything.
 
 The ``.dot`` source is always written; ``.svg``/``.png`` need graphviz's ``dot`` program.
 
@@ -17,18 +18,24 @@ The ``.dot`` source is always written; ``.svg``/``.png`` need graphviz's ``dot``
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from scrub.atomic import atomic_path
 from scrub.errors import ScrubError
-from scrub.scrubbing.hypothesis import OUTPUT, Embed, Head, Hypothesis, Mlp, random
+from scrub.scrubbing.hypothesis import OUTPUT, Hypothesis
 from scrub.scrubbing.validate import graph
+
+if TYPE_CHECKING:
+    from scrub.runner.costs import NodeCosts
+    from scrub.runner.store import RunDir
 
 FORMATS = (".dot", ".svg", ".png")
 INSTALL_HINT = "install graphviz for svg/png (apt-get install graphviz, or brew install graphviz)"
@@ -59,17 +66,12 @@ def head_class(name: str) -> tuple[str, str]:
 
 def components_label(components: Sequence) -> str:
     """``"9.9 9.6 10.0 @END"``; components at different positions are grouped per position, the
-    embeddings joined with ``+`` (``"embed + 0.1 0.2 @IO"``), long groups one per line."""
+    embeddings joined with ``+`` (``"embed + 0.1 0.2 @IO"``), long groups one per line. Takes
+    components or their text (``"9.9@END"``, ``"mlp2"``, ``"embed@IO"``)."""
     groups: dict[str | None, list[str]] = {}
-    for c in components:
-        if isinstance(c, Head):
-            text = f"{c.layer}.{c.head}"
-        elif isinstance(c, Mlp):
-            text = f"mlp{c.layer}"
-        else:
-            assert isinstance(c, Embed)
-            text = "embed +"
-        groups.setdefault(c.position, []).append(text)
+    for c in map(str, components):
+        text, _, position = c.partition("@")
+        groups.setdefault(position or None, []).append("embed +" if text == "embed" else text)
     parts = [
         " ".join(v).removesuffix(" +") + (f" @{p}" if p else " @all") for p, v in groups.items()
     ]
@@ -118,8 +120,9 @@ def ablations(h: Hypothesis) -> list[Hypothesis]:
 # ----------------------------------------------------------------------------- results
 
 
-def load_records(ref: str | Path) -> list[dict]:
-    """Result records from a result JSON, a run directory, or a run name under ``runs/``."""
+def load_results(ref: str | Path) -> tuple[list[dict], RunDir | None]:
+    """Result records from a result JSON, a run directory, or a run name under ``runs/``, and
+    the run they belong to (None for a loose JSON file: costs computed for it are not stored)."""
     from scrub.runner.store import RunDir, resolve_run
 
     p = Path(ref)
@@ -130,96 +133,80 @@ def load_records(ref: str | Path) -> list[dict]:
             raise ScrubError(f"cannot read results file {p}: {e}", fix="give a result JSON") from e
         if not isinstance(doc, dict) or "recovered" not in doc:
             raise ScrubError(f"{p} is not a scrub result", fix="give a JSON written by scrub")
-        return [doc]
+        return [doc], None
     run = RunDir(p) if (p / "run.json").is_file() else resolve_run(str(ref))
     records = run.records()
     if not records:
         raise ScrubError(f"run {run.path} holds no results", fix="give a run with results")
-    return records
+    return records, run
 
 
-def _matches(record: Mapping, h: Hypothesis) -> bool:
-    return (
-        record.get("hypothesis") == h.name
-        or (record.get("hypothesis_spec") or {}).get("name") == h.name
-    )
-
-
-def node_costs(h: Hypothesis, records: Sequence[Mapping], *, compute: bool = True) -> dict:
-    """``{node: cost}`` and where they came from; raises if no record is of ``h``.
-
-    Returns ``{"full": recovered, "costs": {node: cost}, "source": "results"|"computed"}``.
-    """
-    from scrub.runner.plugin import spec_of
-
-    mine = [r for r in records if _matches(r, h)]
-    if not mine:
-        found = sorted({str(r.get("hypothesis")) for r in records})
-        raise ScrubError(
-            f"the results are not of hypothesis {h.name!r} (they are of: {', '.join(found)})",
-            fix="give results produced by this hypothesis (scrub run --json, or a scrub check run)",
-        )
-    full = mine[-1]
-    stored_spec = full.get("hypothesis_spec")
-    if stored_spec is not None and stored_spec.get("nodes") != spec_of(h)["nodes"]:
-        raise ScrubError(
-            f"the results of {h.name!r} come from a different version of it (its nodes differ)",
-            fix="re-run the hypothesis, then draw with the new results",
-        )
-    by_name = {r.get("hypothesis"): r for r in records}
-    stored = {n.name: by_name.get(ablation_name(h.name, n.name)) for n in h.nodes}
-    if all(v is not None for v in stored.values()):
-        costs = {k: full["recovered"] - v["recovered"] for k, v in stored.items()}
-        return {"full": full["recovered"], "costs": costs, "source": "results"}
-    if not compute:
-        return {"full": full["recovered"], "costs": {}, "source": "none"}
-    from scrub.models import load_model
-    from scrub.scrubbing.run import run_hypothesis
-
-    s = full.get("settings", {})
-    model = load_model(str(s.get("model", full.get("model"))))
-    kw = {"n": int(s.get("n", full.get("n"))), "seed": int(s.get("seed", 0))}
-    kw["metric"] = str(s.get("metric", full.get("metric", "logit-diff")))
-    if s.get("pool"):
-        kw["pool"] = int(s["pool"])
-    costs = {
-        n.name: full["recovered"] - run_hypothesis(without(h, n.name), model, **kw).recovered
-        for n in h.nodes
-    }
-    return {"full": full["recovered"], "costs": costs, "source": "computed"}
+def load_records(ref: str | Path) -> list[dict]:
+    """Result records from a result JSON, a run directory, or a run name under ``runs/``."""
+    return load_results(ref)[0]
 
 
 # ----------------------------------------------------------------------------- drawing
 
 
-def to_dot(h: Hypothesis, costs: Mapping | None = None):
-    """A ``graphviz.Digraph`` of ``h``: children below parents, the output at the top."""
+def result_line(costs: NodeCosts) -> str:
+    """``"recovered 0.946 +- 0.005 (n=200, seed 0, logit-diff)"``: the run a drawing shows."""
+    ok = isinstance(costs.full, (int, float)) and math.isfinite(costs.full)
+    value = f"{costs.full:.3f}" if ok else "undefined"
+    se = f" +- {costs.full_se:.3f}" if ok and isinstance(costs.full_se, (int, float)) else ""
+    s = costs.settings
+    return (
+        f"recovered {value}{se} (n={s.get('n')}, seed {s.get('seed')}, "
+        f"{s.get('metric') or 'logit-diff'})"
+    )
+
+
+def to_dot(h: Hypothesis, costs: NodeCosts | None = None):
+    """A ``graphviz.Digraph`` of ``h``: children below parents, the output at the top.
+
+    Every node states its rule and its ``other`` rule (also the default, so two hypotheses that
+    differ only there look different); with ``costs`` the output states recovered +- SE, n and
+    seed, and each node what scrubbing it alone costs.
+    """
+    from scrub.runner.plugin import spec_of
+
+    graph(h)  # validates: a cycle or a missing parent raises here, not inside graphviz
+    return spec_to_dot(spec_of(h), costs)
+
+
+def spec_to_dot(spec: Mapping, costs: NodeCosts | None = None):
+    """:func:`to_dot` from a stored hypothesis spec (``spec_of(h)``, as result records hold it)."""
     import graphviz
 
-    g = graphviz.Digraph(h.name, graph_attr={"rankdir": "BT", "label": h.name, "labelloc": "t"})
+    name = str(spec.get("name"))
+    g = graphviz.Digraph(name, graph_attr={"rankdir": "BT", "label": name, "labelloc": "t"})
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     g.attr("edge", fontname="Helvetica", fontsize="10")
-    top = "OUTPUT (logits)"
-    if h.output_other != random:
-        top += f"\\nother: {h.output_other}"
-    if costs:
-        top += f"\\nrecovered {costs['full']:.3f}"
+    top = f"OUTPUT (logits)\\nother: {spec.get('output_other', 'random')}"
+    if costs is not None:
+        top += "\\n" + result_line(costs)
     g.node(OUTPUT, top, fillcolor="#ffffff", shape="ellipse")
-    order = list(nx.topological_sort(graph(h)))
-    for name in order:
-        if name == OUTPUT:
+    nodes: Mapping[str, Mapping] = spec.get("nodes", {})
+    edges = [(child, f.rpartition(".")[0] or f) for child, n in nodes.items() for f in n["feeds"]]
+    order = nx.DiGraph(edges)
+    order.add_nodes_from(nodes)
+    for node_name in nx.topological_sort(order):
+        if node_name not in nodes:
             continue
-        n = h.node(name)
-        cls, colour = head_class(name)
-        lines = [f"{name}: {components_label(n.components)}", f"rule: {n.rule}"]
-        if n.other != random:
-            lines.append(f"other: {n.other}")
-        if costs and name in costs.get("costs", {}):
-            lines.append(f"scrubbing it alone costs {costs['costs'][name]:+.3f}")
-        g.node(name, "\\n".join(lines), fillcolor=colour, tooltip=cls)
-    for n in h.nodes:
-        for f in n.feeds:
-            g.edge(n.name, f.parent, label=f.slot.value)
+        n = nodes[node_name]
+        cls, colour = head_class(node_name)
+        lines = [
+            f"{node_name}: {components_label(n['components'])}",
+            f"rule: {n['rule']}",
+            f"other: {n['other']}",
+        ]
+        if costs is not None and node_name in costs.costs:
+            lines.append(f"scrubbing it alone costs {costs.costs[node_name]:+.3f}")
+        g.node(node_name, "\\n".join(lines), fillcolor=colour, tooltip=cls)
+    for child, n in nodes.items():
+        for f in n["feeds"]:
+            parent, _, slot = f.rpartition(".")
+            g.edge(child, parent or f, label=slot if parent else "resid")
     return g
 
 
@@ -259,14 +246,28 @@ def render(g, out: Path, *, dot_program: str | None = None) -> DrawOutcome:
 
 
 def draw(
-    h: Hypothesis, out: Path, *, records: Sequence[Mapping] | None = None, compute: bool = True
+    h: Hypothesis,
+    out: Path,
+    *,
+    records: Sequence[Mapping] | None = None,
+    run: RunDir | None = None,
+    compute: bool = True,
+    progress: bool = False,
 ) -> DrawOutcome:
-    """Render ``h`` to ``out``, annotated with node costs when ``records`` are given."""
-    costs = node_costs(h, records, compute=compute) if records is not None else None
+    """Render ``h`` to ``out``, annotated with its result and node costs when ``records`` are
+    given (costs computed once and stored in ``run``, see :mod:`scrub.runner.costs`)."""
+    from scrub.runner.costs import costs_for
+
+    costs = None
+    if records is not None:
+        costs = costs_for(h, records, run=run, compute_missing=compute, progress=progress)
     outcome = render(to_dot(h, costs), out)
-    if costs is not None:
-        note = {"results": "read from the results", "computed": "computed now", "none": "absent"}
-        return DrawOutcome(
-            outcome.dot, outcome.image, f"{outcome.message}; node costs {note[costs['source']]}"
-        )
-    return outcome
+    if costs is None:
+        return outcome
+    note = {
+        "results": "read from the results",
+        "stored": f"read from {run.path / 'costs' if run else 'the run'}",
+        "computed": "computed now" + (f" and stored in {run.path / 'costs'}" if run else ""),
+        "none": "absent",
+    }[costs.source]
+    return DrawOutcome(outcome.dot, outcome.image, f"{outcome.message}; node costs {note}")

@@ -331,27 +331,7 @@ def resolve_run(ref: str | Path, root: Path = Path("runs")) -> RunDir:
 
 
 def compare_runs(a: RunDir, b: RunDir) -> pd.DataFrame:
-    """Results of ``a`` and ``b`` side by side by key, with recovered's change and outcome flips.
+    """Results of ``a`` and ``b`` paired by hypothesis and settings: :mod:`scrub.runner.compare`."""
+    from scrub.runner.compare import compare_runs as compare
 
-    ``status`` is ``changed`` (outcome differs, or recovered moved by more than 2 combined SEs),
-    ``same``, ``only in A`` or ``only in B``.
-    """
-    cols = ["key", "hypothesis", "recovered", "recovered_se", "outcome", "n", "model"]
-    ta, tb = a.table()[cols], b.table()[cols]
-    m = ta.merge(tb, on="key", how="outer", suffixes=("_a", "_b"))
-    m["hypothesis"] = m["hypothesis_a"].fillna(m["hypothesis_b"])
-    m["delta"] = m["recovered_b"] - m["recovered_a"]
-    se = (m["recovered_se_a"].astype(float) ** 2 + m["recovered_se_b"].astype(float) ** 2) ** 0.5
-
-    def status(i: int) -> str:
-        if pd.isna(m.at[i, "hypothesis_a"]):
-            return "only in B"
-        if pd.isna(m.at[i, "hypothesis_b"]):
-            return "only in A"
-        moved = abs(m.at[i, "delta"]) > 2 * se[i] if pd.notna(se[i]) else m.at[i, "delta"] != 0
-        flipped = m.at[i, "outcome_a"] != m.at[i, "outcome_b"]
-        return "changed" if (moved or flipped) else "same"
-
-    m["status"] = [status(i) for i in range(len(m))]
-    keep = ["key", "hypothesis", "recovered_a", "recovered_b", "delta", "outcome_a", "outcome_b"]
-    return m[[*keep, "status"]]
+    return compare(a, b)

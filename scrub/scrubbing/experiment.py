@@ -14,7 +14,12 @@ from scrub.errors import ScrubError
 from scrub.models import kernel
 from scrub.scrubbing.evaluate import Act, CleanCache, Need, TreeEvaluator, needs_of
 from scrub.scrubbing.hypothesis import Hypothesis
-from scrub.scrubbing.result import Recovered, ScrubResult, cancellation_warnings
+from scrub.scrubbing.result import (
+    Recovered,
+    ScrubResult,
+    cancellation_warnings,
+    reference_features,
+)
 from scrub.scrubbing.tree import Assignment, TreeNode, sample, treeify
 from scrub.scrubbing.validate import check_against
 
@@ -134,6 +139,7 @@ def scrub_hypothesis(
         },
         warnings=cancellation_warnings(scrubbed, clean, random)
         + alignment_warnings(tree, a, dataset),
+        features=reference_features(dataset, ref),
     )
 
 

@@ -64,6 +64,8 @@ class ScrubResult:
     assignment: Assignment
     settings: Mapping[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    #: The dataset's feature columns at the reference rows (``example`` i is row ``rows[i]``).
+    features: Mapping[str, tuple] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -77,16 +79,27 @@ class ScrubResult:
     def recovered_se(self) -> float:
         return self.stats.ratio_of_means_se
 
+    def per_example_recovered(self) -> np.ndarray:
+        """``(scrubbed - random) / (clean - random)`` per example; NaN where clean == random."""
+        return per_example_recovered(self.clean, self.scrubbed, self.random)
+
     def to_frame(self) -> pd.DataFrame:
-        """One row per reference example: clean, scrubbed and random metric values."""
-        return pd.DataFrame(
-            {
-                "example": np.arange(self.n),
-                "clean": self.clean,
-                "scrubbed": self.scrubbed,
-                "random": self.random,
-            }
-        )
+        """One row per reference example: its dataset row and feature columns (io, s, order,
+        template, ... as the dataset has them), the clean, scrubbed and random metric values and
+        the example's own recovered fraction (NaN where its clean equals its random value).
+
+        >>> frame = result.to_frame()                                   # doctest: +SKIP
+        >>> frame.groupby("template")["recovered"].median()             # doctest: +SKIP
+        """
+        ref = self.assignment.rows.get("")
+        frame = pd.DataFrame({"example": np.arange(self.n)})
+        if ref is not None and len(ref) == self.n:
+            frame["row"] = np.asarray(ref)
+        for name, values in self.features.items():
+            frame[name] = list(values)
+        frame["clean"], frame["scrubbed"], frame["random"] = self.clean, self.scrubbed, self.random
+        frame["recovered"] = self.per_example_recovered()
+        return frame
 
     def summary(self) -> dict:
         return {
@@ -121,6 +134,22 @@ class ScrubResult:
             f"random {s['random']:.3f}  recovered {s['recovered']:.3f} +- {s['recovered_se']:.3f}"
             f"  (n={self.n}, {self.metric})"
         )
+
+
+def per_example_recovered(
+    clean: np.ndarray, scrubbed: np.ndarray, random: np.ndarray
+) -> np.ndarray:
+    """Each example's ``(scrubbed - random) / (clean - random)``; NaN where clean == random."""
+    b = np.asarray(clean, dtype=float) - np.asarray(random, dtype=float)
+    a = np.asarray(scrubbed, dtype=float) - np.asarray(random, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b != 0, a / b, np.nan)
+
+
+def reference_features(dataset, rows: np.ndarray) -> dict[str, tuple]:
+    """The dataset's feature columns at ``rows`` (empty for a dataset without features)."""
+    features = getattr(dataset, "features", None) or {}
+    return {k: tuple(v[int(i)] for i in rows) for k, v in features.items()}
 
 
 def cancellation_warnings(
