@@ -388,10 +388,13 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_signal_during_scrub_run_json_leaves_no_file(tmp_path: Path, sig: signal.Signals):
     out = tmp_path / "out.json"
-    proc = _start(["run", H, "--n", "200", "--json", str(out)], tmp_path)
+    # GPT-2-small-sized random weights: building them and scrubbing take well over 3 s even on a
+    # fast machine (toy-ioi finishes in about that), so the signal lands mid-run.
+    proc = _start(
+        ["run", H, "--model", "gpt2-small-random", "--n", "200", "--json", str(out)], tmp_path
+    )
     started = time.monotonic()
-    # Past the interpreter's start (scrub's main catches the interrupt from there on): the
-    # whole run takes ~10 s, so the signal lands while the model loads or scrubbing runs.
+    # Past the interpreter's start (scrub's main catches the interrupt from there on).
     _wait_for(lambda: time.monotonic() - started > 3.0, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
