@@ -45,7 +45,6 @@ def _sample(senders: list, k: int | None) -> list[int]:
 
 
 def _case(model, inputs, ref, ref_caches, name, receivers_text, mlps, target, sample):
-    from scrub.models.kernel import GPT2Weights
     from scrub.patching import Receivers, path_patch
     from scrub.patching.path import is_upstream, sender_components
 
@@ -56,7 +55,7 @@ def _case(model, inputs, ref, ref_caches, name, receivers_text, mlps, target, sa
         for s in sender_components("heads", info.n_layers, info.n_heads)
         if is_upstream(s, receivers)
     ]
-    w = GPT2Weights.from_hf(model.hf_model)
+    w = model.weights
     picked = _sample(senders, sample)
     caches, cache_s = ref_caches
     # Each side runs in a block of back-to-back calls (a fast block: the median of FAST_CALLS
@@ -108,11 +107,10 @@ def _ref_caches(ref, model, inputs):
 
 def _warm_up(model, inputs, ref, ref_caches) -> None:
     """One small call of each implementation, so neither pays first-call costs in the timings."""
-    from scrub.models.kernel import GPT2Weights
     from scrub.patching import Component, Receivers, path_patch
 
     recv = Receivers.parse("q:1.0")
-    path_patch(GPT2Weights.from_hf(model.hf_model), inputs, [Component("head", 0, 0)], recv)
+    path_patch(model.weights, inputs, [Component("head", 0, 0)], recv)
     ref.reference_path_patch(model, inputs, Component("head", 0, 0), recv, "free", ref_caches[0])
 
 
@@ -128,13 +126,15 @@ def run() -> list[dict]:
 
 
 def _run() -> list[dict]:
-    import test_patching_path as ref  # the tests' reference; tests/ is on sys.path (run.py)
-
+    import scrub.patching.hooked as ref  # the hook backend: the tests' reference
     from scrub.models import load_model
 
     full = os.environ.get("SCRUB_BENCH_FULL") == "1"
+    wanted = os.environ.get("SCRUB_BENCH_MODELS")
+    wanted = wanted.split(",") if wanted else None
     rows = []
-    if (ROOT / "scrub" / "models" / "toy_ioi" / "config.json").is_file():
+    toy = (ROOT / "scrub" / "models" / "toy_ioi" / "config.json").is_file()
+    if toy and (wanted is None or "toy-ioi" in wanted):
         model = load_model("toy-ioi")
         inputs = _inputs(model)
         caches = _ref_caches(ref, model, inputs)
@@ -148,16 +148,24 @@ def _run() -> list[dict]:
             (f"{inhibition}, MLPs free", inhibition, "free", 3.0),
         ]:
             rows.append(_case(model, inputs, ref, caches, name, recv, mlps, target, None))
-    else:
+    elif not toy:
         print("toy-ioi checkpoint missing: skipping its rows")
-    model = load_model("gpt2-small-random")
-    inputs = _inputs(model)
-    caches = _ref_caches(ref, model, inputs)
     sample = None if full else 4
-    for name, recv, mlps, target in [
-        ("logits, MLPs free", "logits", "free", 5.0),
-        ("logits, MLPs frozen", "logits", "frozen", 50.0),
-        ("q:9.6,9.9,10.0 at END, MLPs free", "q:9.6,9.9,10.0", "free", 3.0),
-    ]:
-        rows.append(_case(model, inputs, ref, caches, name, recv, mlps, target, sample))
+    # GPT-2 small's shape, then Pythia-160M's and a GQA Llama's (issue 12: logits >= 20x).
+    for model_name, logits_target in (
+        ("gpt2-small-random", 5.0),
+        ("pythia-small-random", 20.0),
+        ("llama-small-random", 20.0),
+    ):
+        if wanted is not None and model_name not in wanted:
+            continue
+        model = load_model(model_name)
+        inputs = _inputs(model)
+        caches = _ref_caches(ref, model, inputs)
+        for name, recv, mlps, target in [
+            ("logits, MLPs free", "logits", "free", logits_target),
+            ("logits, MLPs frozen", "logits", "frozen", 50.0),
+            ("q:9.6,9.9,10.0 at END, MLPs free", "q:9.6,9.9,10.0", "free", 3.0),
+        ]:
+            rows.append(_case(model, inputs, ref, caches, name, recv, mlps, target, sample))
     return rows

@@ -62,3 +62,19 @@ def test_bad_device_and_dtype_exit_2(family_dir: Path) -> None:
             "run", "hypotheses/toy_ioi.py::name_mover", "--model", str(family_dir), flag, value
         )
         assert p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr
+
+
+def test_import_and_kernel_runs_stay_light() -> None:
+    """``import scrub`` imports neither transformers nor transformer_lens, and a kernel run never
+    boots the bridge (it is built only when a hook-based API is used)."""
+    code = (
+        "import sys, scrub\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('transformers', 'transformer_lens', 'torch')]\n"
+        "from scrub.scrubbing.run import run_hypothesis\n"
+        "from scrub.scrubbing.loader import load_hypothesis\n"
+        "run_hypothesis(load_hypothesis('hypotheses/toy_ioi.py::name_mover'), 'toy-ioi', n=10)\n"
+        "assert 'transformer_lens' not in sys.modules\n"
+        "assert not [m for m in sys.modules if m.startswith('transformers.models.')], 'HF model code'\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr

@@ -142,7 +142,8 @@ def load_model(
     """Load a model by built-in name or local Hugging Face directory.
 
     Names: ``toy-ioi`` (the embedded default), ``gpt2-small`` (needs the Hugging Face cache or
-    network), ``gpt2-small-random`` (GPT-2 small shape, random weights from ``seed``). Anything
+    network), ``gpt2-small-random``, ``pythia-small-random`` and ``llama-small-random`` (GPT-2
+    small, Pythia-160M and a 12-layer GQA Llama shape, random weights from ``seed``). Anything
     else is treated as a local directory holding ``config.json``, weights and a tokenizer.
     ``seed`` only affects random-weight models. ``device`` is ``auto`` (a GPU when there is
     one), ``cpu``, ``cuda[:i]`` or ``mps``; ``dtype`` ``float32`` (default), ``float64``,
@@ -208,10 +209,25 @@ def _load_gpt2_small_random(seed: int, where: Placement) -> Model:
     return from_hf_model(hf_model, tokenizer, name="gpt2-small-random", where=where)
 
 
+def _random_family_loader(family: str) -> Callable[[int, Placement], Model]:
+    def load(seed: int, where: Placement) -> Model:
+        from scrub.data.tokenizer import load_tokenizer
+        from scrub.models.random_gpt2 import random_family
+
+        hf_model = random_family(family, seed=seed).to(where.device, where.dtype)
+        name = f"{family}-small-random"
+        return from_hf_model(hf_model, load_tokenizer("toy-ioi"), name=name, where=where)
+
+    return load
+
+
 _LOADERS: dict[str, Callable[[int, Placement], Model]] = {
     "toy-ioi": _load_toy_ioi,
     "gpt2-small": _load_gpt2_small,
     "gpt2-small-random": _load_gpt2_small_random,
+    # Benchmark shapes: Pythia-160M-like and Llama-like (GQA) with random weights.
+    "pythia-small-random": _random_family_loader("pythia"),
+    "llama-small-random": _random_family_loader("llama"),
 }
 
 
@@ -285,12 +301,14 @@ def _load_dir(path: Path, *, name: str, where: Placement) -> Model:
 
 
 def _load_tokenizer(path: Path) -> Any:
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     with _quiet_transformers():
         try:
             if (path / "tokenizer.json").is_file():  # the fast tokenizer: no Auto* machinery
+                from transformers import PreTrainedTokenizerFast
+
                 return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+            from transformers import AutoTokenizer
+
             return AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as e:
             raise ScrubError(

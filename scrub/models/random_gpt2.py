@@ -72,3 +72,45 @@ def random_gpt2(
                     for p in block.mlp.parameters():
                         p.zero_()
     return model.eval()
+
+
+#: Shapes of the random benchmark models beside GPT-2 small: Pythia-160M's (rotary on a quarter
+#: of each head, parallel attention and MLP) and a Llama-style one with grouped-query attention
+#: (12 query heads in 4 key/value groups) and a SwiGLU MLP.
+FAMILY_SHAPES = {
+    "pythia": dict(
+        vocab_size=50304,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=2048,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+    ),
+    "llama": dict(
+        vocab_size=32000,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        intermediate_size=2048,
+        max_position_embeddings=2048,
+    ),
+}
+
+
+def random_family(family: str, *, seed: int):
+    """A random-weight Pythia- or Llama-shaped model (:data:`FAMILY_SHAPES`) with Hugging Face's
+    initialisation under ``torch.manual_seed(seed)``, in eval mode; the global RNG is restored."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    config_cls, model_cls = {
+        "pythia": (GPTNeoXConfig, GPTNeoXForCausalLM),
+        "llama": (LlamaConfig, LlamaForCausalLM),
+    }[family]
+    config = config_cls(**FAMILY_SHAPES[family], bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+    return model.eval()
