@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from scrub import arguments as args_check
+from scrub.cli_options import Device, Dtype
 from scrub.dataset_command import import_command
 from scrub.errors import ScrubError
 from scrub.exits import debug_requested, run_guarded
@@ -51,10 +52,6 @@ dataset_app.command("import")(import_command)
 app.command("test")(formal_tests_command)
 app.add_typer(inspect_app, name="inspect")
 app.command("report")(report_command)
-
-
-DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda[:i] or mps"
-DTYPE_HELP = "float32, float64, bfloat16 or float16"
 
 
 def _parse_ints(text: str | None, what: str) -> list[int] | None:
@@ -144,8 +141,8 @@ def run(
         Path | None,
         typer.Option("--dataset", help="A prompt file to scrub on (.jsonl/.csv/.parquet)"),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "float32",
+    device: Device = "auto",
+    dtype: Dtype = "float32",
 ) -> None:
     """Scrub one hypothesis and print clean, scrubbed, random and recovered +- SE."""
     # Cheap checks first (no torch import): values, output path, hypothesis, model files.

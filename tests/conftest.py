@@ -8,8 +8,8 @@ import pytest
 
 from scrub.data import build_word_tokenizer
 from scrub.models import Model, load_model
-from scrub.models.kernel import GPT2Weights
 from scrub.models.random_gpt2 import GPT2Shape, random_gpt2
+from scrub.models.weights import ModelWeights
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,9 +39,9 @@ def build_tiny_model_dir(
 
 
 @pytest.fixture(scope="session")
-def w(tiny_model: Model) -> GPT2Weights:
+def w(tiny_model: Model) -> ModelWeights:
     """The tiny model's weights for the functional kernel."""
-    return GPT2Weights.from_hf(tiny_model.hf_model)
+    return tiny_model.weights
 
 
 @pytest.fixture(scope="session")

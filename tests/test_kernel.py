@@ -9,13 +9,13 @@ import torch
 
 from scrub.models import Model, Site, SiteKind, kernel
 from scrub.models.kernel import (
-    GPT2Weights,
     attention,
     embed,
     forward,
     mlp,
     unembed,
 )
+from scrub.models.weights import ModelWeights
 
 ATOL = 1e-5
 
@@ -33,7 +33,7 @@ def per_head(x: torch.Tensor, n_heads: int = 4) -> torch.Tensor:
     return x[:, :, None].expand(-1, -1, n_heads, -1)
 
 
-def test_weight_shapes_and_tied_unembedding(w: GPT2Weights) -> None:
+def test_weight_shapes_and_tied_unembedding(w: ModelWeights) -> None:
     lw = w.layers[0]
     assert len(w.layers) == 3 and w.n_heads == 4
     assert lw.W_Q.shape == lw.W_K.shape == lw.W_V.shape == (4, 32, 8)
@@ -45,11 +45,11 @@ def test_weight_shapes_and_tied_unembedding(w: GPT2Weights) -> None:
 
 
 def test_has_mlps_false_for_attention_only(tiny_attn_only_model: Model) -> None:
-    assert GPT2Weights.from_hf(tiny_attn_only_model.hf_model).has_mlps is False
+    assert tiny_attn_only_model.weights.has_mlps is False
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_forward_matches_hf_logits(tiny_model: Model, w: GPT2Weights, seed: int) -> None:
+def test_forward_matches_hf_logits(tiny_model: Model, w: ModelWeights, seed: int) -> None:
     tokens = tokens_for(tiny_model, seed=seed)
     with torch.no_grad():
         expected = tiny_model.hf_model(tokens).logits
@@ -61,11 +61,11 @@ def test_forward_matches_hf_attention_only(tiny_attn_only_model: Model) -> None:
     tokens = tokens_for(tiny_attn_only_model)
     with torch.no_grad():
         expected = tiny_attn_only_model.hf_model(tokens).logits
-    close(forward(GPT2Weights.from_hf(tiny_attn_only_model.hf_model), tokens), expected)
+    close(forward(tiny_attn_only_model.weights, tokens), expected)
 
 
 def test_forward_with_right_padding_matches_hf_at_real_positions(
-    tiny_model: Model, w: GPT2Weights
+    tiny_model: Model, w: ModelWeights
 ) -> None:
     tokens = tokens_for(tiny_model, batch=3, pos=10)
     lengths = [10, 6, 3]
@@ -80,7 +80,7 @@ def test_forward_with_right_padding_matches_hf_at_real_positions(
         close(got[row, :n], forward(w, tokens[row : row + 1, :n])[0])
 
 
-def test_components_equal_bridge_hooks(tiny_model: Model, w: GPT2Weights) -> None:
+def test_components_equal_bridge_hooks(tiny_model: Model, w: ModelWeights) -> None:
     tokens = tokens_for(tiny_model)
     sites = [Site(SiteKind.EMBED), Site(SiteKind.RESID_FINAL)]
     for L in range(3):
@@ -114,7 +114,7 @@ def test_components_equal_bridge_hooks(tiny_model: Model, w: GPT2Weights) -> Non
 
 
 def test_patched_key_input_agrees_with_bridge_hook_on_logit_difference(
-    tiny_model: Model, w: GPT2Weights
+    tiny_model: Model, w: ModelWeights
 ) -> None:
     """A slow reference (bridge hook) and the kernel compute the same patched metric."""
     clean, corrupt = tokens_for(tiny_model, seed=0), tokens_for(tiny_model, seed=1)
@@ -148,7 +148,7 @@ def test_patched_key_input_agrees_with_bridge_hook_on_logit_difference(
 
 
 def test_attention_on_selected_queries_equals_rows_of_full_attention(
-    tiny_model: Model, w: GPT2Weights
+    tiny_model: Model, w: ModelWeights
 ) -> None:
     tokens = tokens_for(tiny_model, pos=8)
     x = per_head(embed(w, tokens))
@@ -168,7 +168,7 @@ def test_attention_on_selected_queries_equals_rows_of_full_attention(
         attention(w, 0, x[:, pos], x, x)
 
 
-def test_unembed_columns_gathers_only_requested_logits(tiny_model: Model, w: GPT2Weights) -> None:
+def test_unembed_columns_gathers_only_requested_logits(tiny_model: Model, w: ModelWeights) -> None:
     resid = torch.randn(3, 5, 32, generator=torch.Generator().manual_seed(0))
     full = unembed(w, resid)
     assert full.shape == (3, 5, 40)
@@ -191,7 +191,7 @@ def test_from_checkpoint_names_unsupported_architectures() -> None:
 
 
 def test_self_attention_z_and_head_subsets_equal_full_attention(
-    tiny_model: Model, w: GPT2Weights
+    tiny_model: Model, w: ModelWeights
 ) -> None:
     from scrub.models.kernel import embed, self_attention_z
 
@@ -216,7 +216,7 @@ def test_zero_mlps_are_skipped_bit_for_bit(tiny_attn_only_model: Model) -> None:
 
     from scrub.models.kernel import add_mlp, layer_norm
 
-    w = GPT2Weights.from_hf(tiny_attn_only_model.hf_model)
+    w = tiny_attn_only_model.weights
     assert all(lw.mlp_is_zero for lw in w.layers)
     tokens = tokens_for(tiny_attn_only_model)
     x = embed(w, tokens)
@@ -236,7 +236,7 @@ def test_mlp_nonzero_only_in_its_output_is_not_skipped(tiny_model: Model, param:
         for p in (c_proj.weight, c_proj.bias):
             p.zero_()
         getattr(c_proj, param)[0] = 0.5
-    w = GPT2Weights.from_hf(hf)
+    w = ModelWeights.from_hf(hf)
     assert [lw.mlp_is_zero for lw in w.layers] == [False, False, False]
     tokens = tokens_for(tiny_model)
     with torch.no_grad():
@@ -244,7 +244,7 @@ def test_mlp_nonzero_only_in_its_output_is_not_skipped(tiny_model: Model, param:
     with torch.no_grad():
         for p in (c_proj.weight, c_proj.bias):
             p.zero_()
-    assert [lw.mlp_is_zero for lw in GPT2Weights.from_hf(hf).layers] == [False, True, False]
+    assert [lw.mlp_is_zero for lw in ModelWeights.from_hf(hf).layers] == [False, True, False]
 
 
 @pytest.mark.parametrize("gemm", ["onednn", "addmm"])

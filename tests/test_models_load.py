@@ -116,7 +116,13 @@ def test_weight_processing_changes_exactly_what_load_docstring_says(tiny_model: 
 def test_unknown_name_lists_available_models() -> None:
     with pytest.raises(ScrubError, match="unknown model 'gpt3'.*toy-ioi, gpt2-small, gpt2-small-"):
         load_model("gpt3")
-    assert available_models() == ("toy-ioi", "gpt2-small", "gpt2-small-random")
+    assert available_models() == (
+        "toy-ioi",
+        "gpt2-small",
+        "gpt2-small-random",
+        "pythia-small-random",
+        "llama-small-random",
+    )
 
 
 def test_directory_without_config_names_the_missing_file(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import torch
 
 from scrub.errors import ScrubError
 from scrub.models import Model
-from scrub.models.kernel import GPT2Weights
 from scrub.models.runs import prefix_sources
+from scrub.models.weights import ModelWeights
 from scrub.patching import PatchInputs, run_cache, run_caches
 
 FIELDS = ("resid_pre", "resid_mid", "z", "attn_out", "mlp_out")
@@ -35,7 +35,7 @@ def _inputs() -> PatchInputs:
     return PatchInputs(clean, corrupted, mask, answers, {"END": lengths - 1})
 
 
-def _check_against_alone(w: GPT2Weights, cache, tokens, inputs: PatchInputs) -> None:
+def _check_against_alone(w: ModelWeights, cache, tokens, inputs: PatchInputs) -> None:
     for row in range(inputs.n):
         length = int(inputs.mask[row].sum())
         alone = run_cache(
@@ -57,7 +57,7 @@ def _check_against_alone(w: GPT2Weights, cache, tokens, inputs: PatchInputs) -> 
 
 @pytest.mark.parametrize("model", ["tiny_model", "tiny_attn_only_model"])
 def test_shared_prefix_caches_equal_separate_passes(model: str, request) -> None:
-    w = GPT2Weights.from_hf(request.getfixturevalue(model).hf_model)
+    w = request.getfixturevalue(model).weights
     inputs = _inputs()
     clean, corrupt = run_caches(w, inputs)
     _check_against_alone(w, clean, inputs.clean, inputs)
@@ -74,7 +74,7 @@ def test_shared_prefix_caches_equal_separate_passes(model: str, request) -> None
 
 def test_all_rows_equal_and_all_rows_differing(tiny_model: Model) -> None:
     """Edge cases: nothing to compute for the corrupted run, and nothing to share."""
-    w = GPT2Weights.from_hf(tiny_model.hf_model)
+    w = tiny_model.weights
     base = _inputs()
     same = PatchInputs(base.clean, base.clean, base.mask, base.answers, base.positions)
     clean, corrupt = run_caches(w, same)
@@ -114,7 +114,7 @@ def test_rows_sharing_prefixes_across_prompts(tiny_model: Model) -> None:
     """Prefixes shared between different prompts (not only a clean row and its corruption):
     a copy of a row, rows forking after a few tokens, and a shorter row whose padding id
     equals the longer row's real token there."""
-    w = GPT2Weights.from_hf(tiny_model.hf_model)
+    w = tiny_model.weights
     base = _inputs()
     clean, lengths = base.clean.clone(), base.mask.sum(1)
     clean[0, 6] = 0  # a real token equal to the padding id

@@ -14,7 +14,7 @@ import torch
 
 from scrub.errors import ScrubError
 from scrub.models import Model
-from scrub.models.kernel import GPT2Weights
+from scrub.models.weights import ModelWeights
 from scrub.patching import Component, PatchInputs, Receivers, path_patch, path_scan
 from scrub.patching.hooked import (
     _per_example_ld,
@@ -72,7 +72,7 @@ def _senders(which: str, receivers: Receivers, n_layers: int = 3, n_heads: int =
 @pytest.mark.parametrize("which", SENDER_SETS)
 def test_fast_path_equals_reference(
     tiny_model: Model,
-    w: GPT2Weights,
+    w: ModelWeights,
     inputs: PatchInputs,
     ref_caches: tuple,
     recv: str,
@@ -96,7 +96,7 @@ def test_fast_path_equals_reference(
     assert effect > 1e-3 if overlap else effect == 0
 
 
-def test_mlps_free_and_frozen_differ(w: GPT2Weights, inputs: PatchInputs) -> None:
+def test_mlps_free_and_frozen_differ(w: ModelWeights, inputs: PatchInputs) -> None:
     receivers = Receivers.parse("logits")
     senders = [Component("head", 0, h) for h in range(4)]
     free = path_patch(w, inputs, senders, receivers, mlps="free")
@@ -104,7 +104,7 @@ def test_mlps_free_and_frozen_differ(w: GPT2Weights, inputs: PatchInputs) -> Non
     assert (free - frozen).abs().max() > 1e-2
 
 
-def test_chunked_equals_unchunked(w: GPT2Weights, inputs: PatchInputs) -> None:
+def test_chunked_equals_unchunked(w: ModelWeights, inputs: PatchInputs) -> None:
     receivers = Receivers.parse("k:2.0")
     senders = sender_components("heads+mlps", 2, 4)
     whole = path_patch(w, inputs, senders, receivers)
@@ -139,7 +139,7 @@ def test_scan_normalisations(tiny_model: Model, inputs: PatchInputs) -> None:
     assert b["normalization"].iloc[0] == "no-harm=0,corrupted=-1"
 
 
-def test_errors(w: GPT2Weights, tiny_model: Model, inputs: PatchInputs) -> None:
+def test_errors(w: ModelWeights, tiny_model: Model, inputs: PatchInputs) -> None:
     head = [Component("head", 0, 0)]
     with pytest.raises(ScrubError, match="receiver head 3.0 does not exist"):
         path_patch(w, inputs, head, Receivers.parse("q:3.0"))

@@ -36,9 +36,6 @@ from torch import Tensor
 
 from scrub.models.weights import LayerWeights, ModelWeights, Norm
 
-# Kept for callers of the GPT-2-only kernel: the weights of every architecture.
-GPT2Weights = ModelWeights
-
 
 class Proj(enum.Enum):
     """The three projections of attention."""
@@ -452,7 +449,6 @@ def forward(
 
 
 __all__ = [
-    "GPT2Weights",
     "LayerWeights",
     "ModelWeights",
     "Proj",

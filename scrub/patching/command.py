@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
 
@@ -95,12 +96,8 @@ def patch_command(
         typer.Option("--corrupted", help="Corrupted prompt file: rows tied by id, else by order"),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    device: Annotated[
-        str, typer.Option("--device", help="auto (a GPU when there is one), cpu, cuda[:i] or mps")
-    ] = "auto",
-    dtype: Annotated[
-        str, typer.Option("--dtype", help="float32, float64, bfloat16 or float16")
-    ] = "float32",
+    device: Device = "auto",
+    dtype: Dtype = "float32",
     experiment: Annotated[
         str,
         typer.Option(

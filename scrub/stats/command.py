@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
 
@@ -81,12 +82,8 @@ def formal_tests_command(
         str,
         typer.Option("--away", help="How a node is scrubbed away: random, or features to agree on"),
     ] = "random",
-    device: Annotated[
-        str, typer.Option("--device", help="auto (a GPU when there is one), cpu, cuda[:i] or mps")
-    ] = "auto",
-    dtype: Annotated[
-        str, typer.Option("--dtype", help="float32, float64, bfloat16 or float16")
-    ] = "float32",
+    device: Device = "auto",
+    dtype: Dtype = "float32",
 ) -> None:
     """Formal tests of a hypothesis (equivalence, localisation, minimality, sufficiency)."""
     import torch
