@@ -413,3 +413,14 @@ def test_unsupported_architecture_runs_on_hooks(tmp_path, capfd) -> None:
     h = Hypothesis("one", [node("top", mlp_nodes("1", at="END"), feeds=OUTPUT, rule=agree("a"))])
     r = scrub_hypothesis(h, model, tiny_dataset(vocab=VOCAB), n=8, seed=0)
     assert np.isfinite(r.scrubbed).all() and np.abs(r.scrubbed - r.clean).max() > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_in_memory_modules_equal_their_saved_checkpoints(family, family_dirs, models32) -> None:
+    """Weights read from a live HF module (its state-dict names can differ from the saved
+    file's: GPT-NeoX's unembedding is lm_head in memory, embed_out on disk) equal the file's."""
+    from scrub.models.load import from_hf_model
+
+    live = from_hf_model(models32[family].hf_model, models32[family].tokenizer, name=family)
+    tokens = torch.randint(1, VOCAB, (2, 7), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(forward(live.weights, tokens), forward(models32[family].weights, tokens))

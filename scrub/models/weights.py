@@ -218,6 +218,14 @@ def _strip_prefix(state: Mapping[str, Tensor], prefixes: tuple[str, ...]) -> dic
     return out
 
 
+def _first(s: Mapping[str, Tensor], *names: str) -> Tensor:
+    """The first of ``names`` the state dict has (KeyError naming the last if none)."""
+    for name in names[:-1]:
+        if name in s:
+            return s[name]
+    return s[names[-1]]
+
+
 def _heads(W: Tensor, n: int) -> Tensor:
     """A Linear weight [n * e, d] (out, in) as per-head [n, d, e], densely laid out."""
     return W.reshape(n, -1, W.shape[-1]).transpose(1, 2).contiguous()
@@ -318,7 +326,8 @@ def _neox(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
         layers=layers,
         norm_f_w=s["final_layer_norm.weight"],
         norm_f_b=s["final_layer_norm.bias"],
-        W_U=s.get("embed_out.weight", s["embed_in.weight"]).T,
+        # Saved checkpoints name the unembedding embed_out; transformers 5 modules, lm_head.
+        W_U=_first(s, "embed_out.weight", "lm_head.weight", "embed_in.weight").T,
         b_U=None,
         norm=Norm.LAYER,
         eps=config.get("layer_norm_eps", 1e-5),
