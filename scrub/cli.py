@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from scrub.discover.command import discover_command
 from scrub.errors import ScrubError
 from scrub.patching.command import patch_command
 
@@ -21,6 +22,7 @@ dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets and their c
 app.add_typer(dataset_app, name="dataset")
 # The command module imports torch and the engine only inside the command, so this is cheap.
 app.command("patch")(patch_command)
+app.command("discover")(discover_command)
 
 
 def _parse_ints(text: str | None, what: str) -> list[int] | None:
