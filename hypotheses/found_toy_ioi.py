@@ -1,36 +1,40 @@
-"""Found by scrub's search: 5 heads at named positions, 4 embeddings (137 scrubs, 76 s).
+"""Found by scrub's search: 5 heads at named positions, 4 embeddings (137 scrubs, 57 s).
 
     scrub discover --model toy-ioi --dataset ioi --corrupt abc --target 0.9 \
-        --seed 0 --n 200 --pool 2000 --n-patch 100 --other template --out hypotheses/found_toy_ioi.py
+        --seed 0 --n 200 --pool 2000 --n-patch 100 --other template \
+        --out hypotheses/found_toy_ioi.py
 
 toy-ioi, n=200, seed 0: recovered 0.980 +- 0.007. Every node keeps the reference input; each
 internal node's other inputs come from a prompt of the same template. Check it with `scrub run
 hypotheses/found_toy_ioi.py::found --model toy-ioi --seed 0`.
 """
 
-from scrub import OUTPUT, Embed, Hypothesis, agree, heads, keep, node, random
+from scrub import OUTPUT, Embed, Hypothesis, agree, heads, keep, node
+
+#: What internal nodes' unexplained inputs are drawn by.
+OTHER = agree("template")
 
 found = Hypothesis(
-    'found on toy-ioi',
+    "found on toy-ioi",
     [
         # without it (and what feeds only through it): recovered 0.000 (costs +0.980)
-        node('3.1@END', heads("3.1", at='END'), feeds=OUTPUT, rule=keep, other=agree('template')),
+        node("3.1@END", heads("3.1", at="END"), feeds=OUTPUT, rule=keep, other=OTHER),
         # without it (and what feeds only through it): recovered -0.624 (costs +1.604)
-        node('embed@IO for 3.1@END', Embed('IO'), feeds=['3.1@END.k', '3.1@END.v'], rule=keep),
+        node("embed@IO for 3.1@END", Embed("IO"), feeds=["3.1@END.k", "3.1@END.v"], rule=keep),
         # without it (and what feeds only through it): recovered 0.094 (costs +0.886)
-        node('2.0@END', heads("2.0", at='END'), feeds='3.1@END.q', rule=keep, other=agree('template')),
+        node("2.0@END", heads("2.0", at="END"), feeds="3.1@END.q", rule=keep, other=OTHER),
         # without it (and what feeds only through it): recovered 1.177 (costs -0.197)
-        node('embed@S1 for 3.1@END', Embed('S1'), feeds=['3.1@END.k', '3.1@END.v'], rule=keep),
+        node("embed@S1 for 3.1@END", Embed("S1"), feeds=["3.1@END.k", "3.1@END.v"], rule=keep),
         # without it (and what feeds only through it): recovered 0.248 (costs +0.732)
-        node('1.2@S2', heads("1.2", at='S2'), feeds='2.0@END.v', rule=keep, other=agree('template')),
+        node("1.2@S2", heads("1.2", at="S2"), feeds="2.0@END.v", rule=keep, other=OTHER),
         # without it (and what feeds only through it): recovered 0.625 (costs +0.355)
-        node('0.3@S2', heads("0.3", at='S2'), feeds='2.0@END.v', rule=keep),
+        node("0.3@S2", heads("0.3", at="S2"), feeds="2.0@END.v", rule=keep),
         # without it (and what feeds only through it): recovered 0.897 (costs +0.083)
-        node('embed@S1+1 for 1.2@S2', Embed('S1+1'), feeds=['1.2@S2.k', '1.2@S2.v'], rule=keep),
+        node("embed@S1+1 for 1.2@S2", Embed("S1+1"), feeds=["1.2@S2.k", "1.2@S2.v"], rule=keep),
         # without it (and what feeds only through it): recovered 0.588 (costs +0.392)
-        node('0.1@S1+1', heads("0.1", at='S1+1'), feeds='1.2@S2.v', rule=keep, other=agree('template')),
+        node("0.1@S1+1", heads("0.1", at="S1+1"), feeds="1.2@S2.v", rule=keep, other=OTHER),
         # without it (and what feeds only through it): recovered 0.601 (costs +0.379)
-        node('embed@S1 for 0.1@S1+1', Embed('S1'), feeds=['0.1@S1+1.k', '0.1@S1+1.v'], rule=keep),
+        node("embed@S1 for 0.1@S1+1", Embed("S1"), feeds=["0.1@S1+1.k", "0.1@S1+1.v"], rule=keep),
     ],
-    description='found on toy-ioi',
+    description="found on toy-ioi",
 )

@@ -3,12 +3,19 @@ edge-resolved forward against the kernel, and the written file through load, scr
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import test_scrub_golden
 import torch
 from test_scrub_golden import N_NAMES, NAME_ID0, build_golden_model, golden_dataset
 
+from scrub.cli import main
 from scrub.discover import graph
 from scrub.discover.scoring import roc_auc
 from scrub.discover.search import Settings, discover, edge_scores, site_scores
@@ -163,3 +170,47 @@ def test_removing_an_edge_matches_the_construction(golden):
     assert 0 < int((want == 0).sum()) < len(want)  # both cases occur
     torch.testing.assert_close(out, want, atol=2e-2, rtol=0)
     torch.testing.assert_close(same, torch.full_like(same, 2.0), atol=2e-2, rtol=0)
+
+
+# ---- the committed toy-ioi hypothesis through the command line --------------------------------
+
+FOUND = Path(__file__).resolve().parents[1] / "hypotheses" / "found_toy_ioi.py"
+
+
+def test_scrub_run_reproduces_the_found_files_own_figure(capsys):
+    """``scrub run`` takes the file as written and gets the recovered fraction in its header."""
+    claimed = re.search(r"recovered (\d\.\d{3}) \+- (\d\.\d{3})", FOUND.read_text())
+    assert main(["run", f"{FOUND}::found", "--model", "toy-ioi", "--n", "200", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    measured = re.search(r"recovered\s+(-?\d+\.\d+) \+- (\d+\.\d+)", out)
+    assert float(measured[1]) == pytest.approx(float(claimed[1]), abs=5e-4)
+    assert float(measured[2]) == pytest.approx(float(claimed[2]), abs=5e-4)
+
+
+def test_scrub_check_accepts_the_found_file():
+    claims = FOUND.parent / "test_found_toy_ioi_claims.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "scrub.cli", "check", str(claims), "-q", "-p", "no:randomly"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(FOUND.parents[1])},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out", "found.txt"], "ending in .py"),
+        (["--out", "f.py", "--target", "1.5"], "not between 0 and 1"),
+        (["--out", "f.py", "--other", "same"], "unknown --other"),
+        (["--out", "f.py", "--dataset", "induction"], "unknown --dataset"),
+        (["--out", "f.py", "--corrupt", "nope"], "nope"),
+    ],
+)
+def test_discover_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["discover", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

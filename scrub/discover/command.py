@@ -112,7 +112,10 @@ def discover_command(
         [
             f"Found by scrub's search: {len(heads)} heads at named positions, {n_embed} "
             f"embeddings ({found.evaluations} scrubs, {seconds:.0f} s).",
-            "    " + command.replace(" --seed", " \\\n        --seed"),
+            "    "
+            + command.replace(" --seed", " \\\n        --seed").replace(
+                " --out", " \\\n        --out"
+            ),
             textwrap.fill(
                 f"{model}, n={n}, seed {seed}: recovered {rec}. Every node keeps the reference "
                 f"input; each internal node's other inputs come from {source}. Check it with "

@@ -34,19 +34,22 @@ class Run:
     final: Float[Tensor, "n t d"]
 
 
+SLOT_INDEX = {"q": 0, "k": 1, "v": 2}
+
+
 class Removal:
-    """Which edges read the corrupted sender: one 0/1 tensor per receiver layer and slot,
-    [n, t, receiver head, sender layer * head + sender head], plus [n, layer * head] for the
+    """Which edges read the corrupted sender: one 0/1 tensor per receiver layer, rows (prompt,
+    token) by (slot, receiver head) by (sender layer, head), plus [n, layer * head] for the
     logits at END. Edges are set and cleared in place (ACDC tries one at a time)."""
 
     def __init__(self, inputs, n_layers: int, n_heads: int):
         n, t = inputs.clean.shape
         self.inputs, self.n_heads = inputs, n_heads
+        # per receiver layer: [n * t, (q|k|v) x receiver head, sender layer x head], for one bmm
         self.slots = {
-            (layer, slot): torch.zeros(n, t, n_heads, layer * n_heads)
-            for layer in range(1, n_layers)
-            for slot in ("q", "k", "v")
+            layer: torch.zeros(n * t, 3 * n_heads, layer * n_heads) for layer in range(1, n_layers)
         }
+        self._t = t
         self.logits = torch.zeros(n, n_layers * n_heads)
         self._rows = torch.arange(n)
 
@@ -57,7 +60,9 @@ class Removal:
         if e.receiver is None:
             self.logits[:, col] = value * (at == self.inputs.positions["END"]).float()
         else:
-            self.slots[(e.receiver[0], e.slot)][self._rows, at, e.receiver[1], col] = value
+            row = self._rows * self._t + at
+            recv = SLOT_INDEX[e.slot] * self.n_heads + e.receiver[1]
+            self.slots[e.receiver[0]][row, recv, col] = value
 
     @classmethod
     def of(cls, edges: Iterable[Edge], inputs, n_layers: int, n_heads: int) -> Removal:
@@ -87,21 +92,20 @@ def forward(
         resid.requires_grad_()
     outputs: list[Tensor] = []
     slots: list[dict[str, Tensor]] = []
+    d = resid.shape[-1]
+    cut = removed is not None and corrupted is not None
     for layer, lw in enumerate(w.layers):
-        ins = {}
-        if outputs and corrupted is not None:
-            delta = torch.stack([c - o for c, o in zip(corrupted, outputs)], 2)  # n t L H d
-            delta = delta.flatten(2, 3)  # n t (L H) d
-        for slot in ("q", "k", "v"):
-            x = resid[:, :, None].expand(-1, -1, n_heads, -1)
-            r = removed.slots[(layer, slot)] if removed is not None and layer else None
-            if r is not None and corrupted is not None:
-                x = x + torch.einsum("btrs,btsd->btrd", r, delta)
-            else:
-                x = x + 0.0  # its own tensor, so its gradient is its own
-            if grad:
+        base = resid[:, :, None].expand(-1, -1, n_heads, -1)
+        if cut and layer:
+            # sum over removed senders of (corrupted - current output), per receiver slot
+            delta = torch.cat([c - o for c, o in zip(corrupted, outputs)], 2).reshape(n * t, -1, d)
+            change = torch.bmm(removed.slots[layer], delta).view(n, t, 3, n_heads, d)
+            ins = {s: base + change[:, :, i] for s, i in SLOT_INDEX.items()}
+        else:
+            ins = {s: base + 0.0 for s in SLOT_INDEX}  # its own tensor, for its own gradient
+        if grad:
+            for x in ins.values():
                 x.retain_grad()
-            ins[slot] = x
         result, _ = kernel.attention(w, layer, ins["q"], ins["k"], ins["v"], inputs.mask)
         if grad:
             result.retain_grad()
@@ -110,12 +114,10 @@ def forward(
         resid = resid + result.sum(2) + lw.b_O
         resid = kernel.add_mlp(w, layer, resid)
     final = resid
-    if removed is not None and corrupted is not None:
-        delta = torch.stack([c - o for c, o in zip(corrupted, outputs)], 2).flatten(2, 3)
+    if cut:
+        delta = torch.cat([c[rows, end] - o[rows, end] for c, o in zip(corrupted, outputs)], 1)
         final = final.clone()
-        final[rows, end] = final[rows, end] + torch.einsum(
-            "bs,bsd->bd", removed.logits, delta[rows, end]
-        )
+        final[rows, end] = final[rows, end] + torch.einsum("bs,bsd->bd", removed.logits, delta)
     if grad:
         final.retain_grad()
     logits = kernel.unembed(w, final[rows, end][:, None], inputs.answers)[:, 0]

@@ -10,11 +10,13 @@ and the toy's own claims do). The output's other inputs are random, as in ``scru
 How. Start from the output and add heads at END (and the END token) feeding it, best first,
 until the scrub recovers ``target`` (see :meth:`Search.good`: overshooting misses too). Every
 head added is a *kept leaf* (its whole input is the reference row). Then, leaf by leaf, in the
-order they were added, try to *expand* it: make it an internal node (its unexplained inputs resampled) and add children feeding its q, k and v until
-the hypothesis again recovers ``target``; if that fails within ``max_steps`` the leaf stays kept.
+order they were added, try to *expand* it: make it an internal node (its unexplained inputs
+resampled) and add children feeding its q, k and v until the hypothesis again recovers
+``target``; if that fails within ``max_steps`` the leaf stays kept.
 Candidates are ordered by path patching into that slot (:mod:`scrub.discover.attribution`); at
-each step the ``shortlist`` best heads and every embedding candidate are scrubbed and the one
-that recovers most is accepted if it gains at least ``min_gain``. Finally each head node is
+each step the ``shortlist`` best heads and every embedding candidate are scrubbed, and the one
+that brings the scrub closest to clean (:func:`per_example_miss`) is accepted if it lowers the
+miss by at least ``min_gain``. Finally each head node is
 dropped in turn (with what it explains) when the rest still recovers ``target``.
 
 >>> found = discover(model, dataset, patch_inputs, target=0.9, seed=0)   # doctest: +SKIP

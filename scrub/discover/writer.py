@@ -12,50 +12,82 @@ from scrub.atomic import atomic_path
 from scrub.scrubbing.hypothesis import OUTPUT, Embed, Head, Rule
 
 
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def rule_source(rule: Rule) -> str:
     if rule.kind == "agree":
-        args = ", ".join(repr(f) for f in rule.features)
+        args = ", ".join(_q(f) for f in rule.features)
         return f"agree({args}{', allow_self=True' if rule.allow_self else ''})"
     return rule.kind
 
 
 def component_source(c) -> str:
+    at = "None" if c.position is None else _q(c.position)
     if isinstance(c, Head):
-        return f'heads("{c.layer}.{c.head}", at={c.position!r})'
+        return f'heads("{c.layer}.{c.head}", at={at})'
     if isinstance(c, Embed):
-        return f"Embed({c.position!r})"
+        return f"Embed({at})"
     raise TypeError(c)
 
 
+def _import_order(name: str) -> tuple[int, str]:
+    """CONSTANTS, then Classes, then functions (isort's order, as ruff applies it)."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def _call(indent: str, name: str, args: list[str], width: int = 100) -> list[str]:
+    """``name(args),`` on one line if it fits, else one argument a line (as ruff formats it)."""
+    one = f"{indent}{name}({', '.join(args)}),"
+    if len(one) <= width:
+        return [one]
+    return [f"{indent}{name}(", *(f"{indent}    {a}," for a in args), f"{indent}),"]
+
+
 def hypothesis_source(found, *, variable: str, title: str, header: str) -> str:
-    """The module text: docstring ``header``, imports, one Hypothesis named ``variable``."""
+    """The module text: docstring ``header``, imports, one Hypothesis named ``variable``.
+
+    The rule for internal nodes' other inputs is named once (``OTHER``) when it is not random.
+    """
     h = found.hypothesis
-    lines = [
-        f'"""{header.strip()}\n"""',
-        "",
-        "from scrub import OUTPUT, Embed, Hypothesis, agree, heads, keep, node, random",
-        "",
-    ]
-    lines.append(f"{variable} = Hypothesis(")
-    lines.append(f"    {title!r},")
-    lines.append("    [")
+    others = {rule_source(n.other) for n in h.nodes if n.other.kind != "random"}
+    names = {"Hypothesis", "node"}
+    body = []
     for n in h.nodes:
         cost = found.costs[n.name]
-        lines.append(
+        body.append(
             f"        # without it (and what feeds only through it): recovered "
             f"{found.recovered - cost:.3f} (costs {cost:+.3f})"
         )
         feeds = [str(f) for f in n.feeds]
-        feeds_src = (
-            "OUTPUT" if feeds == [OUTPUT] else (repr(feeds[0]) if len(feeds) == 1 else repr(feeds))
-        )
-        comp = component_source(n.components[0]) if len(n.components) == 1 else repr(n.components)
-        other = "" if n.other.kind == "random" else f", other={rule_source(n.other)}"
-        rule = rule_source(n.rule)
-        lines.append(f"        node({n.name!r}, {comp}, feeds={feeds_src}, rule={rule}{other}),")
-    lines.append("    ],")
-    lines.append(f"    description={h.description or title!r},")
-    lines.append(")")
+        if feeds == [OUTPUT]:
+            feeds_src = "OUTPUT"
+            names.add("OUTPUT")
+        else:
+            feeds_src = _q(feeds[0]) if len(feeds) == 1 else f"[{', '.join(map(_q, feeds))}]"
+        comps = [component_source(c) for c in n.components]
+        names |= {c.split("(")[0] for c in comps}
+        comp = comps[0] if len(comps) == 1 else f"[{', '.join(comps)}]"
+        args = [_q(n.name), comp, f"feeds={feeds_src}", f"rule={rule_source(n.rule)}"]
+        names.add(rule_source(n.rule).split("(")[0])
+        if n.other.kind != "random":
+            args.append("other=OTHER" if len(others) == 1 else f"other={rule_source(n.other)}")
+        body += _call("        ", "node", args)
+    lines = [f'"""{header.strip()}\n"""', ""]
+    if len(others) == 1:
+        names.add(next(iter(others)).split("(")[0])
+    lines.append(f"from scrub import {', '.join(sorted(names, key=_import_order))}")
+    lines.append("")
+    if len(others) == 1:
+        lines += [
+            "#: What internal nodes' unexplained inputs are drawn by.",
+            f"OTHER = {next(iter(others))}",
+            "",
+        ]
+    lines += [f"{variable} = Hypothesis(", f"    {_q(title)},", "    ["]
+    lines += body
+    lines += ["    ],", f"    description={_q(h.description or title)},", ")"]
     return "\n".join(lines) + "\n"
 
 
