@@ -1,4 +1,4 @@
-"""Found by scrub's search: 5 heads at named positions, 4 embeddings (137 scrubs, 57 s).
+"""Found by scrub's search: 5 heads at named positions, 4 embeddings (142 scrubs, 25 s).
 
     scrub discover --model toy-ioi --dataset ioi --corrupt abc --target 0.9 \
         --seed 0 --n 200 --pool 2000 --n-patch 100 --other template \
@@ -17,23 +17,23 @@ OTHER = agree("template")
 found = Hypothesis(
     "found on toy-ioi",
     [
-        # without it (and what feeds only through it): recovered 0.000 (costs +0.980)
+        # scrubbing it alone costs +0.980 (recovered 0.000 without it)
         node("3.1@END", heads("3.1", at="END"), feeds=OUTPUT, rule=keep, other=OTHER),
-        # without it (and what feeds only through it): recovered -0.624 (costs +1.604)
+        # scrubbing it alone costs +1.604 (recovered -0.624 without it)
         node("embed@IO for 3.1@END", Embed("IO"), feeds=["3.1@END.k", "3.1@END.v"], rule=keep),
-        # without it (and what feeds only through it): recovered 0.094 (costs +0.886)
+        # scrubbing it alone costs +0.886 (recovered 0.094 without it)
         node("2.0@END", heads("2.0", at="END"), feeds="3.1@END.q", rule=keep, other=OTHER),
-        # without it (and what feeds only through it): recovered 1.177 (costs -0.197)
+        # scrubbing it alone costs -0.197 (recovered 1.177 without it)
         node("embed@S1 for 3.1@END", Embed("S1"), feeds=["3.1@END.k", "3.1@END.v"], rule=keep),
-        # without it (and what feeds only through it): recovered 0.248 (costs +0.732)
+        # scrubbing it alone costs +0.732 (recovered 0.248 without it)
         node("1.2@S2", heads("1.2", at="S2"), feeds="2.0@END.v", rule=keep, other=OTHER),
-        # without it (and what feeds only through it): recovered 0.625 (costs +0.355)
+        # scrubbing it alone costs +0.355 (recovered 0.625 without it)
         node("0.3@S2", heads("0.3", at="S2"), feeds="2.0@END.v", rule=keep),
-        # without it (and what feeds only through it): recovered 0.897 (costs +0.083)
+        # scrubbing it alone costs +0.083 (recovered 0.897 without it)
         node("embed@S1+1 for 1.2@S2", Embed("S1+1"), feeds=["1.2@S2.k", "1.2@S2.v"], rule=keep),
-        # without it (and what feeds only through it): recovered 0.588 (costs +0.392)
+        # scrubbing it alone costs +0.392 (recovered 0.588 without it)
         node("0.1@S1+1", heads("0.1", at="S1+1"), feeds="1.2@S2.v", rule=keep, other=OTHER),
-        # without it (and what feeds only through it): recovered 0.601 (costs +0.379)
+        # scrubbing it alone costs -0.007 (recovered 0.987 without it)
         node("embed@S1 for 0.1@S1+1", Embed("S1"), feeds=["0.1@S1+1.k", "0.1@S1+1.v"], rule=keep),
     ],
     description="found on toy-ioi",

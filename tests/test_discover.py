@@ -133,7 +133,7 @@ def test_written_file_loads_and_scrubs_the_same(golden, golden_found, tmp_path):
     write_hypothesis(found, path, variable="found", title="found", header="Found.")
     text = path.read_text()
     assert text.count("node(") == len(found.parts)
-    assert text.count("# without it") == len(found.parts)
+    assert text.count("# scrubbing it alone costs") == len(found.parts)
     h = load_hypothesis(f"{path}::found")
     assert h.nodes == found.hypothesis.nodes and h.output_other == found.hypothesis.output_other
     r = scrub_hypothesis(h, golden, ds, n=200, seed=0)

@@ -93,6 +93,7 @@ def forward(
     outputs: list[Tensor] = []
     slots: list[dict[str, Tensor]] = []
     d = resid.shape[-1]
+    block_out = getattr(kernel, "block_out", None)
     cut = removed is not None and corrupted is not None
     for layer, lw in enumerate(w.layers):
         base = resid[:, :, None].expand(-1, -1, n_heads, -1)
@@ -111,8 +112,11 @@ def forward(
             result.retain_grad()
         outputs.append(result)
         slots.append(ins)
-        resid = resid + result.sum(2) + lw.b_O
-        resid = kernel.add_mlp(w, layer, resid)
+        attn_out = result.sum(2) + lw.b_O
+        if block_out is not None:  # kernels that know parallel blocks (GPT-NeoX) compose them
+            resid = block_out(w, layer, resid, attn_out)
+        else:
+            resid = kernel.add_mlp(w, layer, resid + attn_out)
     final = resid
     if cut:
         delta = torch.cat([c[rows, end] - o[rows, end] for c, o in zip(corrupted, outputs)], 1)

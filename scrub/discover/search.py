@@ -32,6 +32,7 @@ import numpy as np
 
 from scrub.discover.attribution import receiver_scores
 from scrub.discover.space import LOGITS, Site
+from scrub.runner.draw import without as scrubbed_alone
 from scrub.scrubbing.hypothesis import (
     OUTPUT,
     Embed,
@@ -67,6 +68,11 @@ class Part:
 
 @dataclass(frozen=True)
 class Settings:
+    """``target`` recovered fraction; ``n`` reference rows and ``seed`` of every scrub; ``other``
+    draws internal nodes' unexplained inputs; per step, the ``shortlist`` best heads by path
+    patching are scrubbed; an expansion adds at most ``max_steps`` children, each lowering the
+    per-example miss by ``min_gain``; ``prune`` drops heads the target does not need."""
+
     target: float = 0.9
     n: int = 200
     seed: int = 0
@@ -85,7 +91,7 @@ class Found:
     hypothesis: Hypothesis
     recovered: float
     recovered_se: float
-    costs: dict[str, float]  # part name -> recovered(all) - recovered(without it and below)
+    costs: dict[str, float]  # part name -> what scrubbing it alone costs (as `scrub draw` says)
     attribution: dict[tuple[Site, str, tuple[int, int] | None], float]  # (sender, slot, receiver)
     evaluations: int
 
@@ -221,6 +227,11 @@ class Search:
                 )
         return out
 
+    def recovered(self, h: Hypothesis) -> float:
+        r = self._scrub(h, self.model, self.dataset, n=self.s.n, seed=self.s.seed)
+        self.evaluations += 1
+        return r.recovered
+
     def miss(self, parts) -> float:
         return self.score(parts)[2]
 
@@ -270,14 +281,17 @@ def discover(model, dataset, inputs, settings: Settings = Settings(), progress=N
     search = Search(model, dataset, inputs, settings, progress)
     parts = search.run()
     recovered, se, _ = search.score(parts)
-    costs = {p.name: recovered - search.score(without(parts, p.name))[0] for p in parts}
+    hypothesis = build(parts, "found", settings.other)
+    costs = {
+        p.name: recovered - search.recovered(scrubbed_alone(hypothesis, p.name)) for p in parts
+    }
     flat = {}
     for (slot, recv, _), scores in search.attribution.items():
         for site, value in scores.items():
             flat[(site, slot, recv)] = value
     return Found(
         parts=parts,
-        hypothesis=build(parts, "found", settings.other),
+        hypothesis=hypothesis,
         recovered=recovered,
         recovered_se=se,
         costs=costs,

@@ -1,7 +1,8 @@
 """Write a found hypothesis as a hypothesis file that ``scrub run`` and ``scrub check`` read.
 
-One ``node(...)`` per component, each with a comment giving what scrubbing it costs: the
-recovered fraction when it (and everything that feeds only through it) is resampled.
+One ``node(...)`` per component, each with a comment giving what scrubbing it alone costs, as
+``scrub draw --results`` computes it: the recovered fraction without that node and the nodes that
+then feed nothing (their outputs fall to the parent's other inputs).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def hypothesis_source(found, *, variable: str, title: str, header: str) -> str:
     for n in h.nodes:
         cost = found.costs[n.name]
         body.append(
-            f"        # without it (and what feeds only through it): recovered "
-            f"{found.recovered - cost:.3f} (costs {cost:+.3f})"
+            f"        # scrubbing it alone costs {cost:+.3f} (recovered "
+            f"{found.recovered - cost:.3f} without it)"
         )
         feeds = [str(f) for f in n.feeds]
         if feeds == [OUTPUT]:
