@@ -1,4 +1,4 @@
-"""Found by scrub's search: 5 heads at named positions, 4 embeddings (142 scrubs, 25 s).
+"""Found by scrub's search: 5 heads at named positions, 4 embeddings (142 scrubs, 23 s).
 
     scrub discover --model toy-ioi --dataset ioi --corrupt abc --target 0.9 \
         --seed 0 --n 200 --pool 2000 --n-patch 100 --other template \

@@ -214,3 +214,10 @@ def test_discover_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message
     assert main(["discover", *args]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_rank_of_counts_strictly_higher_scores():
+    from scrub.discover.compare import Ranking
+
+    r = Ranking("m", {"a": 3.0, "b": 2.0, "c": 2.0, "d": 1.0}, {}, 0.0)
+    assert [r.rank_of(k) for k in "abcd"] == [1, 2, 2, 4]
