@@ -221,3 +221,55 @@ def test_rank_of_counts_strictly_higher_scores():
 
     r = Ranking("m", {"a": 3.0, "b": 2.0, "c": 2.0, "d": 1.0}, {}, 0.0)
     assert [r.rank_of(k) for k in "abcd"] == [1, 2, 2, 4]
+
+
+# ---- the baselines on the golden model --------------------------------------------------------
+
+
+def test_eap_equals_patching_where_the_model_is_linear(golden):
+    """On the golden model a name reaches the logits linearly (hard attention keyed on position,
+    LayerNorm a fixed scale), so the gradient estimate of an edge is its patching effect."""
+    from scrub.discover import baselines
+
+    ds = golden_dataset(100, echo_rate=0.5, seed=3)
+    inputs = golden_inputs(ds)
+    space = Space(2, 4, tuple(ds.positions))
+    _, edges = baselines.eap(golden, inputs, space)
+    w = kernel.GPT2Weights.from_hf(golden.hf_model)
+    bad = baselines.corrupted_outputs(w, inputs)
+    with torch.no_grad():
+        clean = graph.forward(w, inputs.clean, inputs).logit_diff
+        for e in [
+            Edge(Site(0, 0, "END"), (1, 0), "v"),
+            Edge(Site(0, 1, "END"), (1, 1), "v"),
+            Edge(Site(0, 2, "END"), None, LOGITS),
+            Edge(Site(1, 0, "END"), None, LOGITS),
+        ]:
+            cut = graph.Removal.of([e], inputs, 2, 4)
+            patched = graph.forward(w, inputs.clean, inputs, removed=cut, corrupted=bad).logit_diff
+            effect = abs(float((patched - clean).mean()))
+            assert effect > 0.1
+            assert edges[e] == pytest.approx(effect, abs=2e-2), str(e)
+    # A head that writes nothing has no edge worth anything.
+    assert edges[Edge(Site(1, 2, "END"), None, LOGITS)] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_acdc_keeps_exactly_the_edges_that_move_the_metric(golden):
+    """Kept (score >= threshold): 1.0 and 1.1 into the logits, the names they read (0.0 -> 1.0.v,
+    0.1 -> 1.1.v), and each half of the cancelling pair into the logits (alone, each moves the
+    logit difference by C). Nothing else moves it."""
+    from scrub.discover import baselines
+
+    ds = golden_dataset(100, echo_rate=0.5, seed=3)
+    inputs = golden_inputs(ds)
+    space = Space(2, 4, tuple(ds.positions))
+    _, edges = baselines.acdc(golden, inputs, space, threshold=0.01)
+    kept = {e for e, v in edges.items() if v >= 0.01}
+    assert kept == {
+        Edge(Site(1, 0, "END"), None, LOGITS),
+        Edge(Site(1, 1, "END"), None, LOGITS),
+        Edge(Site(0, 0, "END"), (1, 0), "v"),
+        Edge(Site(0, 1, "END"), (1, 1), "v"),
+        Edge(Site(0, 2, "END"), None, LOGITS),
+        Edge(Site(0, 3, "END"), None, LOGITS),
+    }

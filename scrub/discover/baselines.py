@@ -18,8 +18,6 @@ Scores are magnitudes (larger = more important). Every function returns (site sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from scrub.discover import graph
@@ -70,7 +68,7 @@ def eap(model, inputs, space: Space):
     return sites, edges
 
 
-def acdc(model, inputs, space: Space, threshold: float = 0.01, progress: Callable | None = None):
+def acdc(model, inputs, space: Space, threshold: float = 0.01):
     w = kernel.GPT2Weights.from_hf(model.hf_model)
     bad = corrupted_outputs(w, inputs)
     with torch.no_grad():
@@ -112,8 +110,6 @@ def acdc(model, inputs, space: Space, threshold: float = 0.01, progress: Callabl
                 current = value
             else:
                 removal.set(e, 0.0)
-            if progress:
-                progress()
     return _sites_from_edges(scores, space), scores
 
 
