@@ -14,6 +14,7 @@ import typer
 from scrub import arguments as args_check
 from scrub.cli_options import Device, Dtype
 from scrub.dataset_command import import_command
+from scrub.discover.command import discover_command
 from scrub.errors import ScrubError
 from scrub.exits import debug_requested, run_guarded
 from scrub.pages.command import report_command
@@ -52,6 +53,7 @@ dataset_app.command("import")(import_command)
 app.command("test")(formal_tests_command)
 app.add_typer(inspect_app, name="inspect")
 app.command("report")(report_command)
+app.command("discover")(discover_command)
 
 
 def _parse_ints(text: str | None, what: str) -> list[int] | None:

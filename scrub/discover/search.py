@@ -1,0 +1,348 @@
+"""The search: a forward build from the logits backwards, each accepted step scrubbed.
+
+What is searched. A hypothesis whose nodes are heads at named positions (and token embeddings at
+named positions as leaves), every node drawn with ``keep`` (it computes on the reference row), so
+the claim is structural: *these* paths from the embeddings through *these* heads carry the
+behaviour, and everything else feeding each internal node is resampled by ``other`` (by default
+from a prompt of the same template, so that named positions line up, as ACDC's resample ablation
+and the toy's own claims do). The output's other inputs are random, as in ``scrub run``.
+
+How. Start from the output and add heads at END (and the END token) feeding it, best first,
+until the scrub recovers ``target`` (see :meth:`Search.good`: overshooting misses too). Every
+head added is a *kept leaf* (its whole input is the reference row). Then, leaf by leaf, in the
+order they were added, try to *expand* it: make it an internal node (its unexplained inputs
+resampled) and add children feeding its q, k and v until the hypothesis again recovers
+``target``; if that fails within ``max_steps`` the leaf stays kept.
+Candidates are ordered by path patching into that slot (:mod:`scrub.discover.attribution`); at
+each step the ``shortlist`` best heads and every embedding candidate are scrubbed, and the one
+that brings the scrub closest to clean (:func:`per_example_miss`) is accepted if it lowers the
+miss by at least ``min_gain``. Finally each head node is
+dropped in turn (with what it explains) when the rest still recovers ``target``.
+
+>>> found = discover(model, dataset, patch_inputs, target=0.9, seed=0)   # doctest: +SKIP
+>>> found.recovered, len(found.head_parts())                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from scrub.discover.attribution import receiver_scores
+from scrub.discover.space import LOGITS, Site
+from scrub.runner.draw import without as scrubbed_alone
+from scrub.scrubbing.hypothesis import (
+    OUTPUT,
+    Embed,
+    Head,
+    Hypothesis,
+    Rule,
+    agree,
+    keep,
+    node,
+    random,
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One node of the search's hypothesis: a head or an embedding feeding ``parent``'s slots.
+
+    ``parent`` is the name of another part or OUTPUT; ``expanded`` parts are internal (their
+    other inputs resampled), the rest are kept leaves.
+    """
+
+    name: str
+    component: Head | Embed
+    parent: str
+    slots: tuple[str, ...]
+    expanded: bool = False
+
+    @property
+    def site(self) -> Site | None:
+        c = self.component
+        return Site(c.layer, c.head, c.position) if isinstance(c, Head) else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``target`` recovered fraction; ``n`` reference rows and ``seed`` of every scrub; ``other``
+    draws internal nodes' unexplained inputs; per step, the ``shortlist`` best heads by path
+    patching are scrubbed; an expansion adds at most ``max_steps`` children, each lowering the
+    per-example miss by ``min_gain``; ``prune`` drops heads the target does not need."""
+
+    target: float = 0.9
+    n: int = 200
+    seed: int = 0
+    other: Rule = field(default_factory=lambda: agree("template"))
+    shortlist: int = 4
+    max_steps: int = 6
+    min_gain: float = 0.005
+    prune: bool = True
+
+
+@dataclass(frozen=True)
+class Found:
+    """The result: the parts, the hypothesis, its scrub, each node's cost, attribution seen."""
+
+    parts: tuple[Part, ...]
+    hypothesis: Hypothesis
+    recovered: float
+    recovered_se: float
+    costs: dict[str, float]  # part name -> what scrubbing it alone costs (as `scrub draw` says)
+    attribution: dict[tuple[Site, str, tuple[int, int] | None], float]  # (sender, slot, receiver)
+    evaluations: int
+
+    def head_parts(self) -> list[Part]:
+        return [p for p in self.parts if isinstance(p.component, Head)]
+
+
+def build(parts, name: str, other: Rule) -> Hypothesis:
+    """The hypothesis of ``parts``: every node ``keep``; expanded nodes resample ``other``.
+
+    An expanded part with no children yet is a leaf to the engine (a leaf computes on its own
+    row): it is drawn by ``other`` instead, which is what "nothing of its input is explained" means.
+    """
+    parents = {p.parent for p in parts}
+    return Hypothesis(
+        name,
+        [
+            node(
+                p.name,
+                p.component,
+                feeds=OUTPUT if p.parent == OUTPUT else [f"{p.parent}.{s}" for s in p.slots],
+                rule=other if p.expanded and p.name not in parents else keep,
+                other=other if p.expanded else random,
+            )
+            for p in parts
+        ],
+    )
+
+
+def without(parts, name: str) -> tuple[Part, ...]:
+    """``parts`` minus ``name`` and everything that feeds only through it."""
+    gone = {name}
+    changed = True
+    while changed:
+        new = {p.name for p in parts if p.parent in gone} - gone
+        changed = bool(new)
+        gone |= new
+    return tuple(p for p in parts if p.name not in gone)
+
+
+def per_example_miss(result) -> float:
+    """``mean |scrubbed - clean| / mean |clean - random|``: how far each example lands from its
+    clean value, as a fraction of how far random rows land. 0 is exact, 1 is as bad as random.
+
+    Unlike ``1 - recovered`` it cannot cancel: examples pushed too far one way and others too
+    far the other do not average out, and overshooting (a hypothesis that makes the model surer
+    than it is, e.g. by leaving a distractor out of the context) counts as missing. It bounds
+    ``|1 - recovered|`` whenever clean - random keeps one sign.
+    """
+    spread = float(np.abs(result.clean - result.random).mean())
+    return float(np.abs(result.scrubbed - result.clean).mean()) / spread if spread else float("inf")
+
+
+class Search:
+    """State of one search; :func:`discover` runs it."""
+
+    def __init__(self, model, dataset, inputs, settings: Settings, progress: Callable | None):
+        from scrub.scrubbing.experiment import scrub_hypothesis
+
+        self.model, self.dataset, self.inputs, self.s = model, dataset, inputs, settings
+        self._scrub = scrub_hypothesis
+        self.progress = progress
+        self.evaluations = 0
+        self.attribution: dict = {}
+        pos = {k: np.asarray(v) for k, v in dataset.positions.items()}
+        self.positions = list(dataset.positions)
+        # Named position p can feed a query at P when p <= P on some row.
+        self.before = {
+            (p, q): bool((pos[p] <= pos[q]).any()) for p in self.positions for q in self.positions
+        }
+        self._cache: dict[tuple, tuple[float, float]] = {}
+
+    def score(self, parts) -> tuple[float, float, float]:
+        """Scrub ``parts``: (recovered, its SE, per-example miss); memoised."""
+        key = tuple(parts)
+        if key not in self._cache:
+            r = self._scrub(
+                build(parts, "candidate", self.s.other),
+                self.model,
+                self.dataset,
+                n=self.s.n,
+                seed=self.s.seed,
+            )
+            self.evaluations += 1
+            self._cache[key] = (r.recovered, r.recovered_se, per_example_miss(r))
+            if self.progress:
+                self.progress(r.recovered, sum(isinstance(p.component, Head) for p in parts))
+        return self._cache[key]
+
+    def _name(self, parts, base: str) -> str:
+        names = {p.name for p in parts}
+        if base not in names:
+            return base
+        k = 2
+        while f"{base} #{k}" in names:
+            k += 1
+        return f"{base} #{k}"
+
+    def candidates(self, parts, parent: Part | None) -> list[Part]:
+        """Heads (best ``shortlist`` by path patching) and embeddings that could feed ``parent``."""
+        if parent is None:
+            recvs, pname, at = [(LOGITS, None)], OUTPUT, "END"
+        else:
+            c = parent.component
+            recvs, pname, at = [(s, (c.layer, c.head)) for s in "qkv"], parent.name, c.position
+        heads: list[tuple[float, str, Part]] = []
+        for slot, recv in recvs:
+            ps = (
+                [at]
+                if slot in ("q", LOGITS)
+                else [p for p in self.positions if self.before[(p, at)]]
+            )
+            key = (slot, recv, tuple(ps))
+            if key not in self.attribution:
+                self.attribution[key] = receiver_scores(self.model, self.inputs, (slot, recv), ps)
+            for site, value in self.attribution[key].items():
+                comp = Head(site.layer, site.head, site.position)
+                part = Part(self._name(parts, str(site)), comp, pname, (slot,))
+                heads.append((-abs(value), f"{site} {slot}", part))
+        taken = {(p.component, p.slots) for p in parts if p.parent == pname}
+        heads = [
+            h
+            for h in sorted(heads, key=lambda h: h[:2])
+            if (h[2].component, h[2].slots) not in taken
+        ]
+        out = [h[2] for h in heads[: self.s.shortlist]]
+        embed_at = [at] if parent is None else [p for p in self.positions if self.before[(p, at)]]
+        for p in embed_at:
+            slots = ("resid",) if parent is None else (("q", "k", "v") if p == at else ("k", "v"))
+            if (Embed(p), slots) not in taken:
+                out.append(
+                    Part(self._name(parts, f"embed@{p} for {pname}"), Embed(p), pname, slots)
+                )
+        return out
+
+    def recovered(self, h: Hypothesis) -> float:
+        r = self._scrub(h, self.model, self.dataset, n=self.s.n, seed=self.s.seed)
+        self.evaluations += 1
+        return r.recovered
+
+    def miss(self, parts) -> float:
+        return self.score(parts)[2]
+
+    def good(self, parts) -> bool:
+        """Recovered within ``1 - target`` of 1, and so is the per-example miss."""
+        r, _, miss = self.score(parts)
+        return abs(1.0 - r) <= 1.0 - self.s.target and miss <= 1.0 - self.s.target
+
+    def grow(self, parts, parent: Part | None):
+        """Add children to ``parent`` (None: the output) until ``target``; None if that fails."""
+        miss = self.miss(parts)
+        for _ in range(self.s.max_steps):
+            if self.good(parts):
+                return parts
+            best = None
+            for cand in self.candidates(parts, parent):
+                value = self.miss((*parts, cand))
+                if best is None or value < best[0]:
+                    best = (value, cand)
+            if best is None or miss - best[0] < self.s.min_gain:
+                return None
+            miss, parts = best[0], (*parts, best[1])
+        return parts if self.good(parts) else None
+
+    def run(self) -> tuple[Part, ...]:
+        parts = self.grow((), None) or ()
+        queue = [p.name for p in parts if isinstance(p.component, Head)]
+        while queue:
+            name = queue.pop(0)
+            leaf = next(p for p in parts if p.name == name)
+            opened = tuple(replace(p, expanded=True) if p.name == name else p for p in parts)
+            grown = self.grow(opened, replace(leaf, expanded=True))
+            if grown is not None:
+                parts = grown
+                queue += [p.name for p in grown[len(opened) :] if isinstance(p.component, Head)]
+        if self.s.prune:
+            for p in reversed([p for p in parts if isinstance(p.component, Head)]):
+                if any(q.name == p.name for q in parts):
+                    smaller = without(parts, p.name)
+                    if self.good(smaller):
+                        parts = smaller
+        return parts
+
+
+def discover(model, dataset, inputs, settings: Settings = Settings(), progress=None) -> Found:
+    """Search ``model`` on ``dataset`` (scrub's rows) ordered by path patching on ``inputs``."""
+    search = Search(model, dataset, inputs, settings, progress)
+    parts = search.run()
+    recovered, se, _ = search.score(parts)
+    hypothesis = build(parts, "found", settings.other)
+    costs = {
+        p.name: recovered - search.recovered(scrubbed_alone(hypothesis, p.name)) for p in parts
+    }
+    flat = {}
+    for (slot, recv, _), scores in search.attribution.items():
+        for site, value in scores.items():
+            flat[(site, slot, recv)] = value
+    return Found(
+        parts=parts,
+        hypothesis=hypothesis,
+        recovered=recovered,
+        recovered_se=se,
+        costs=costs,
+        attribution=flat,
+        evaluations=search.evaluations,
+    )
+
+
+def _squash(v: float) -> float:
+    """[0, inf) -> [0, 1), order kept: attribution of what the search did not take."""
+    v = abs(v)
+    return v / (1.0 + v)
+
+
+def _member(cost: float) -> float:
+    """(1, 2), order kept: what the search took ranks above everything it did not."""
+    return 1.0 + 1.0 / (1.0 + float(np.exp(-cost)))
+
+
+def site_scores(found: Found, space) -> dict[Site, float]:
+    """A ranking of every site: the found hypothesis's heads first (by what dropping each costs),
+    then the rest by the largest path-patching score the search saw for them (0 if none)."""
+    out = dict.fromkeys(space.sites(), 0.0)
+    for (site, _, _), v in found.attribution.items():
+        if site in out:
+            out[site] = max(out[site], _squash(v))
+    for p in found.head_parts():
+        out[p.site] = max(out[p.site], _member(found.costs[p.name]))
+    return out
+
+
+def edge_scores(found: Found, space) -> dict:
+    """The same for edges: the hypothesis's head -> head (or -> logits) edges first."""
+    from scrub.discover.space import Edge
+
+    out = dict.fromkeys(space.edges(), 0.0)
+    for (site, slot, recv), v in found.attribution.items():
+        e = Edge(site, recv, slot)
+        if e in out:
+            out[e] = max(out[e], _squash(v))
+    by_name = {p.name: p for p in found.parts}
+    for p in found.head_parts():
+        parent = by_name.get(p.parent)
+        if p.parent == OUTPUT:
+            edges = [Edge(p.site, None, LOGITS)]
+        elif parent is not None and isinstance(parent.component, Head):
+            recv = (parent.component.layer, parent.component.head)
+            edges = [Edge(p.site, recv, s) for s in p.slots]
+        else:
+            edges = []
+        for e in edges:
+            if e in out:
+                out[e] = max(out[e], _member(found.costs[p.name]))
+    return out
