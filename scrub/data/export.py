@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from scrub.atomic import atomic_path
 from scrub.data.promptset import PromptSet, PromptSpec, build_promptset
 from scrub.errors import ScrubError
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
+    pass
 
 FORMATS = (".jsonl", ".csv", ".parquet")
 
@@ -42,6 +44,8 @@ def records(ps: PromptSet) -> list[dict]:
 
 def write_promptset(ps: PromptSet, path: Path) -> None:
     """Write ``ps`` to ``path``; the format follows the suffix. Nothing is left on failure."""
+    import pandas as pd
+
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ScrubError(
@@ -74,6 +78,8 @@ def _flat(r: dict) -> dict:
 
 def read_promptset(path: Path, tokenizer) -> PromptSet:
     """Rebuild a PromptSet written by :func:`write_promptset`, checking its tokens still match."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise ScrubError(f"dataset file {path} does not exist")

@@ -34,9 +34,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from scrub.atomic import atomic_path
@@ -52,6 +52,9 @@ from scrub.data.promptset import (
     unknown_words,
 )
 from scrub.errors import ScrubError
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
+    import pandas as pd
 
 ANSWERS = ("correct", "incorrect")
 RESERVED = ("text", "tokens", "positions", *ANSWERS)
@@ -98,6 +101,8 @@ def check_path(path: Path) -> Path:
 
 def read_table(path: Path) -> list[dict]:
     """The file's rows as dicts of plain Python values (missing cells left out)."""
+    import pandas as pd
+
     path = check_path(path)
     if path.suffix == ".jsonl":
         rows = []
@@ -142,6 +147,8 @@ def _is_feature(column: str) -> bool:
 
 def _numeric_features(frame: pd.DataFrame) -> pd.DataFrame:
     """A CSV feature column whose every cell is a number is read as numbers (as JSONL would)."""
+    import pandas as pd
+
     for col in frame.columns:
         if _is_feature(str(col)) and (frame[col] != "").all():
             with contextlib.suppress(ValueError, TypeError):
@@ -740,6 +747,8 @@ def prompt_records(ps: PromptSet) -> list[dict]:
 
 def write_prompts(ps: PromptSet, path: Path) -> None:
     """Write ``ps`` as a prompt file (format by suffix), atomically: complete or absent."""
+    import pandas as pd
+
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ScrubError(

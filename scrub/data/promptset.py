@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
 from scrub.errors import ScrubError
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
+    import pandas as pd
 
 #: Named positions every IOI PromptSet resolves per row (-1 where a position is undefined).
 POSITION_NAMES = ("IO", "IO-1", "IO+1", "S1", "S1-1", "S1+1", "S2", "END")
@@ -144,6 +147,8 @@ class PromptSet:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per prompt: text plus every feature column."""
+        import pandas as pd
+
         return pd.DataFrame({"text": self.texts, **{k: list(v) for k, v in self.features.items()}})
 
     def with_lineage(self, step: str) -> PromptSet:

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
 from scrub.errors import ScrubError
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,5 +63,7 @@ class TokenSet:
         return self.tokens.shape[0]
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         cols = {f"pos_{k}": v.tolist() for k, v in self.positions.items()}
         return pd.DataFrame({**{k: list(v) for k, v in self.features.items()}, **cols})

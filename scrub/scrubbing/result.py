@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from scrub.scrubbing.tree import Assignment
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class ScrubResult:
         >>> frame = result.to_frame()                                   # doctest: +SKIP
         >>> frame.groupby("template")["recovered"].median()             # doctest: +SKIP
         """
+        import pandas as pd
+
         ref = self.assignment.rows.get("")
         frame = pd.DataFrame({"example": np.arange(self.n)})
         if ref is not None and len(ref) == self.n:

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from scrub.scrubbing.hypothesis import OUTPUT, Hypothesis, Node, Rule, Slot
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class Assignment:
 
     def summary(self) -> pd.DataFrame:
         """Per tree node: how often its rows equal the reference row."""
+        import pandas as pd
+
         ref = self.rows[""]
         return pd.DataFrame(
             {
@@ -150,6 +155,8 @@ class Sampler:
         self._groups: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _grouping(self, feats: tuple[str, ...]):
+        import pandas as pd
+
         if feats not in self._groups:
             frame = pd.DataFrame({f: list(self.features[f]) for f in feats})
             codes = frame.groupby(list(feats), sort=True).ngroup().to_numpy()
