@@ -401,14 +401,23 @@ def add_mlp(w: ModelWeights, layer: int, x_resid_mid: Tensor) -> Tensor:
     return x_resid_mid + mlp(w, layer, x_resid_mid)
 
 
+def block_parts(
+    w: ModelWeights, layer: int, resid_pre: Tensor, attn_out: Tensor
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """(resid_mid, MLP output or None for a zero MLP, block output) from the block's input and
+    its attention output. In a sequential block without an MLP the output IS resid_mid."""
+    resid_pre = resid_pre.to(attn_out.device)
+    mid = resid_pre + attn_out
+    if w.layers[layer].mlp_is_zero:
+        return mid, None, mid if not w.parallel else attn_out + resid_pre
+    m = mlp(w, layer, mlp_input(w, resid_pre, mid))
+    # HF GPT-NeoX sums mlp + attn + input in that order.
+    return mid, m, m + attn_out + resid_pre if w.parallel else mid + m
+
+
 def block_out(w: ModelWeights, layer: int, resid_pre: Tensor, attn_out: Tensor) -> Tensor:
     """The block's output from its input and its attention output (the MLP run here)."""
-    resid_pre = resid_pre.to(attn_out.device)
-    if not w.parallel:
-        return add_mlp(w, layer, resid_pre + attn_out)
-    if w.layers[layer].mlp_is_zero:
-        return attn_out + resid_pre
-    return mlp(w, layer, resid_pre) + attn_out + resid_pre  # HF GPT-NeoX's order of the sum
+    return block_parts(w, layer, resid_pre, attn_out)[2]
 
 
 def unembed(

@@ -33,12 +33,11 @@ from scrub.models.kernel import (
     allowed_keys,
     attend_z,
     block_out,
+    block_parts,
     embed_at,
     expand_groups,
     heads_out,
     ln1,
-    mlp,
-    mlp_input,
     one_query_z,
     project,
     project_qkv,
@@ -248,18 +247,11 @@ def shared_run(
                 w, layer, z.view(n * t, *z.shape[2:]).index_select(0, computed.to(z.device))
             )
             attn.append(full(a))
-            x_mid = x + a
+            x_mid, m, x_post = block_parts(w, layer, x, a)
             mid.append(full(x_mid))
             mlp_ins.append(pre[-1] if w.parallel else mid[-1])
-            if lw.mlp_is_zero:
-                mlps.append(zeros)
-                x_post = block_out(w, layer, x, a)
-                pre.append(mid[-1] if not w.parallel else full(x_post))
-            else:
-                m = mlp(w, layer, mlp_input(w, x, x_mid))
-                mlps.append(full(m))
-                x_post = m + a + x if w.parallel else x_mid + m
-                pre.append(full(x_post))
+            mlps.append(zeros if m is None else full(m))
+            pre.append(mid[-1] if x_post is x_mid else full(x_post))
             x = x_post
             project_from, project_at = x, gather.flatten()
         final = None
@@ -275,20 +267,13 @@ def shared_run(
             z = one_query_z(w, last, q, x_ln, torch.arange(t) <= end[:, None])[:, 0]
             attn_end = heads_out(w, last, z)
             pre_end = x.index_select(0, gather[rows, end].to(x.device))
-            mid_end = pre_end + attn_end
+            mid_end, mlp_end, final = block_parts(w, last, pre_end, attn_end)
             zs.append(at_end(z))
             attn.append(at_end(attn_end))
             mid.append(at_end(mid_end))
             mlp_ins.append(pre[-1] if w.parallel else mid[-1])
-            if w.layers[last].mlp_is_zero:
-                mlps.append(zeros)
-                final = block_out(w, last, pre_end, attn_end)
-                pre.append(mid[-1] if not w.parallel else at_end(final))
-            else:
-                mlp_end = mlp(w, last, pre_end if w.parallel else mid_end)
-                final = mlp_end + attn_end + pre_end if w.parallel else mid_end + mlp_end
-                mlps.append(at_end(mlp_end))
-                pre.append(at_end(final))
+            mlps.append(zeros if mlp_end is None else at_end(mlp_end))
+            pre.append(mid[-1] if final is mid_end else at_end(final))
         elif depth == n_layers:
             final = x.index_select(0, gather[torch.arange(n), end].to(x.device))
 
