@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
 OTHER_RULES = ("template", "random")
@@ -42,6 +43,8 @@ def discover_command(
         Path | None, typer.Option("--score", help="circuit.json: score search and baselines")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    device: Device = "auto",
+    dtype: Dtype = "float32",
 ) -> None:
     """Find a small hypothesis recovering --target, in causal-scrubbing semantics."""
     from scrub.data import corrupt as apply_corruptions
@@ -58,6 +61,9 @@ def discover_command(
     if n > pool:
         raise ScrubError(f"--n {n} is more than --pool {pool}", fix="lower --n or raise --pool")
     steps = parse_corruptions(corrupt)
+    from scrub.models.load import placement
+
+    placement(device, dtype)  # checked before anything loads
     truth = None
     if score is not None:
         from scrub.discover.space import load_truth
@@ -74,7 +80,7 @@ def discover_command(
     from scrub.patching import PatchInputs
     from scrub.scrubbing.hypothesis import agree, random
 
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     info = loaded.info
     ds = build_dataset(
         "ioi", pool, seed=seed, tokenizer=loaded.tokenizer, n_vocab=info.d_vocab, n_ctx=info.n_ctx

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
 inspect_app = typer.Typer(
@@ -88,6 +89,8 @@ def attention(
     n: NOpt = 10,
     seed: SeedOpt = 0,
     dataset: DatasetOpt = None,
+    device: Device = "auto",
+    dtype: Dtype = "float32",
 ) -> None:
     """Attention patterns of chosen heads on one prompt (query rows, key columns)."""
     import torch
@@ -99,7 +102,7 @@ def attention(
 
     _check_out(out)
     chosen = parse_heads(heads)
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     check_heads(loaded, chosen)
     ps = _prompts(loaded, max(n, prompt + 1), seed, dataset)
     if not 0 <= prompt < len(ps):
@@ -143,6 +146,8 @@ def dla(
     n: NOpt = 100,
     seed: SeedOpt = 0,
     dataset: DatasetOpt = None,
+    device: Device = "auto",
+    dtype: Dtype = "float32",
 ) -> None:
     """Direct logit attribution of every head to logit(IO) - logit(S) at END, averaged."""
     import numpy as np
@@ -154,7 +159,7 @@ def dla(
     from scrub.patching.views import dla_png
 
     _check_out(out)
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     ps = _prompts(loaded, n, seed, dataset)
     torch.set_grad_enabled(False)
     per = direct_logit_attribution(loaded, ps.tokens, ps.mask, ps.positions["END"], ps.answers)
