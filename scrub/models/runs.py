@@ -223,9 +223,10 @@ def shared_run(
         if exact_padding:  # every position, padded ones attending to the real keys
             buckets = [(0, n, t)]
         bucket_mask = mask[by_length] if exact_padding else None
+        x_last_in = x
         for layer in range(loop_layers):
             lw = w.layers[layer]
-            x = x.to(lw.device)
+            x = x_last_in = x.to(lw.device)
             q, k, v = project_qkv(w, layer, ln1(w, layer, project_from))
             row_pos = (project_at.view(n, t)[by_length]).flatten().to(q.device)
             q, k, v = (p.index_select(0, row_pos).unflatten(0, (n, t)) for p in (q, k, v))
@@ -255,27 +256,21 @@ def shared_run(
             x = x_post
             project_from, project_at = x, gather.flatten()
         final = None
-        if end_only:  # the last block at END only: one query a row
-            last = n_layers - 1
-            x = x.to(w.layers[last].device)
-            x_ln = (
-                ln1(w, last, x).index_select(0, gather.flatten().to(x.device)).unflatten(0, (n, t))
+        if depth == n_layers:
+            # The final residual at END always through the last block at END only, even when the
+            # block also ran at every position (below): a row's final value, and so a clean
+            # metric, is then the same bits whatever else the pass computes for it.
+            last_in = x if end_only else x_last_in
+            z_end, attn_end, pre_end, (mid_end, mlp_end, final) = _last_block_at_end(
+                w, last_in, gather, end
             )
-            rows = torch.arange(n)
-            q = project(w, last, x_ln[rows, end][:, None], Proj.Q)
-            q = rotate(w, q, end[:, None])
-            z = one_query_z(w, last, q, x_ln, torch.arange(t) <= end[:, None])[:, 0]
-            attn_end = heads_out(w, last, z)
-            pre_end = x.index_select(0, gather[rows, end].to(x.device))
-            mid_end, mlp_end, final = block_parts(w, last, pre_end, attn_end)
-            zs.append(at_end(z))
-            attn.append(at_end(attn_end))
-            mid.append(at_end(mid_end))
-            mlp_ins.append(pre[-1] if w.parallel else mid[-1])
-            mlps.append(zeros if mlp_end is None else at_end(mlp_end))
-            pre.append(mid[-1] if final is mid_end else at_end(final))
-        elif depth == n_layers:
-            final = x.index_select(0, gather[torch.arange(n), end].to(x.device))
+            if end_only:
+                zs.append(at_end(z_end))
+                attn.append(at_end(attn_end))
+                mid.append(at_end(mid_end))
+                mlp_ins.append(pre[-1] if w.parallel else mid[-1])
+                mlps.append(zeros if mlp_end is None else at_end(mlp_end))
+                pre.append(mid[-1] if final is mid_end else at_end(final))
 
     def cache(part: slice) -> RunCache:
         fields = (pre, mid, mlp_ins, zs, attn, mlps)
@@ -283,6 +278,23 @@ def shared_run(
         return RunCache(*lazy, final_end=None if final is None else final[part])
 
     return [cache(part) for part in parts]
+
+
+def _last_block_at_end(
+    w: ModelWeights, x: Float[Tensor, "computed d_model"], gather: Int[Tensor, "n t"], end: Tensor
+) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor | None, Tensor]]:
+    """The last block at END only, from its packed input: one query a row against the normed
+    residuals. Returns (z, attention output, block input, block_parts) at END."""
+    n, t = gather.shape
+    last = len(w.layers) - 1
+    x = x.to(w.layers[last].device)
+    x_ln = ln1(w, last, x).index_select(0, gather.flatten().to(x.device)).unflatten(0, (n, t))
+    rows = torch.arange(n)
+    q = rotate(w, project(w, last, x_ln[rows, end][:, None], Proj.Q), end[:, None])
+    z = one_query_z(w, last, q, x_ln, torch.arange(t) <= end[:, None])[:, 0]
+    attn_end = heads_out(w, last, z)
+    pre_end = x.index_select(0, gather[rows, end].to(x.device))
+    return z, attn_end, pre_end, block_parts(w, last, pre_end, attn_end)
 
 
 def logit_diff_at_end(
