@@ -127,6 +127,7 @@ def _case(model_name: str, full: bool) -> list[dict]:
     from scrub.scrubbing.experiment import plan, scrub_hypothesis
 
     model = load_model(model_name)
+    model.bridge  # noqa: B018 - boot the reference's bridge (built on first use) before timing
     toy_tok = load_model("toy-ioi").tokenizer if model_name != "toy-ioi" else model.tokenizer
     ds = make_ioi(POOL, seed=0, tokenizer=toy_tok)
     h = ioi_hypothesis(model_name, **HYPOTHESES[model_name])
