@@ -351,16 +351,18 @@ def attention_z(
         out[:, :, sel] = torch.where(where[:, :, None, None], new, out[:, :, sel])
         return out
 
-    k = rotate(w, slot(Proj.K, x, None), positions)
-    v = slot(Proj.V, x, None)
+    def keys_values() -> tuple[Tensor, Tensor]:
+        return rotate(w, slot(Proj.K, x, None), positions), slot(Proj.V, x, None)
+
     if q_index is None:
         q = rotate(w, slot(Proj.Q, x, None), positions)
-        return attend_z(q, k, v, w.layers[layer].attn_scale, positions, mask)
+        return attend_z(q, *keys_values(), w.layers[layer].attn_scale, positions, mask)
     q_index = q_index.to(dev)
     q = rotate(w, slot(Proj.Q, x[rows, q_index][:, None], q_index), q_index[:, None])
     if (patch is None or patch.proj is Proj.Q) and w.rotary is None:
+        # Clean keys and values: reassociated against the normed residuals, never projected.
         return one_query_z(w, layer, q, x, allowed_keys(t, q_index[:, None], mask.to(dev))[:, 0, 0])
-    return attend_z(q, k, v, w.layers[layer].attn_scale, q_index[:, None], mask)
+    return attend_z(q, *keys_values(), w.layers[layer].attn_scale, q_index[:, None], mask)
 
 
 def run_free(
