@@ -424,3 +424,31 @@ def test_in_memory_modules_equal_their_saved_checkpoints(family, family_dirs, mo
     live = from_hf_model(models32[family].hf_model, models32[family].tokenizer, name=family)
     tokens = torch.randint(1, VOCAB, (2, 7), generator=torch.Generator().manual_seed(2))
     assert torch.equal(forward(live.weights, tokens), forward(models32[family].weights, tokens))
+
+
+def test_gated_mlp_biases_are_read() -> None:
+    """Llama with ``mlp_bias`` (gate, up and down projections biased): the kernel equals HF."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scrub.models.load import from_hf_model
+
+    config = LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=48, max_position_embeddings=64, mlp_bias=True,
+        initializer_range=0.3,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        hf = LlamaForCausalLM(config).eval()
+        with torch.no_grad():
+            for name, p in hf.named_parameters():
+                if name.endswith("bias"):
+                    p.add_(torch.randn_like(p) * 0.3)
+    tokenizer = build_word_tokenizer([f"w{i}" for i in range(2, VOCAB)], sort=False)
+    model = from_hf_model(hf, tokenizer, name="llama-mlp-bias")
+    assert model.weights.layers[0].b_gate.abs().sum() > 0
+    tokens = torch.randint(1, VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            forward(model.weights, tokens), hf(tokens).logits, atol=1e-5, rtol=0
+        )

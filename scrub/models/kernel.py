@@ -382,8 +382,8 @@ def mlp(
     h = linear(x, lw.W_in, lw.b_in)
     if lw.W_gate is None:
         h = w.act(h)
-    else:  # gated (SwiGLU): act(x W_gate) * (x W_in), as HF's Llama MLP
-        h = w.act(linear(x, lw.W_gate, torch.zeros_like(lw.b_in))) * h
+    else:  # gated (SwiGLU): act(x W_gate + b_gate) * (x W_in + b_in), as HF's Llama MLP
+        h = w.act(linear(x, lw.W_gate, lw.b_gate)) * h
     return linear(h, lw.W_out, lw.b_out)
 
 

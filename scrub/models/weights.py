@@ -112,7 +112,9 @@ class LayerWeights:
     norm2_b: Float[Tensor, " d_model"] | None
     W_in: Float[Tensor, "d_model d_mlp"]
     b_in: Float[Tensor, " d_mlp"]
-    W_gate: Float[Tensor, "d_model d_mlp"] | None  # gated MLP: act(x W_gate) * (x W_in)
+    # A gated MLP (SwiGLU): act(x W_gate + b_gate) * (x W_in + b_in); None for a plain MLP.
+    W_gate: Float[Tensor, "d_model d_mlp"] | None
+    b_gate: Float[Tensor, " d_mlp"] | None
     W_out: Float[Tensor, "d_mlp d_model"]
     b_out: Float[Tensor, " d_model"]
     # W_out and b_out exactly zero: the MLP outputs exactly 0 for finite input, so it is skipped.
@@ -228,7 +230,7 @@ def _first(s: Mapping[str, Tensor], *names: str) -> Tensor:
 
 def _heads(W: Tensor, n: int) -> Tensor:
     """A Linear weight [n * e, d] (out, in) as per-head [n, d, e], densely laid out."""
-    return W.reshape(n, -1, W.shape[-1]).transpose(1, 2).contiguous()
+    return W.reshape(n, -1, W.shape[-1]).transpose(1, 2)  # a view: from_checkpoint copies once
 
 
 def _gpt2(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
@@ -264,6 +266,7 @@ def _gpt2(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
                 W_in=s[p + "mlp.c_fc.weight"],
                 b_in=s[p + "mlp.c_fc.bias"],
                 W_gate=None,
+                b_gate=None,
                 W_out=s[p + "mlp.c_proj.weight"],
                 b_out=s[p + "mlp.c_proj.bias"],
             )
@@ -300,9 +303,9 @@ def _neox(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
             dict(
                 norm1_w=s[p + "input_layernorm.weight"],
                 norm1_b=s[p + "input_layernorm.bias"],
-                W_Q=W[:, 0].transpose(1, 2).contiguous(),
-                W_K=W[:, 1].transpose(1, 2).contiguous(),
-                W_V=W[:, 2].transpose(1, 2).contiguous(),
+                W_Q=W[:, 0].transpose(1, 2),
+                W_K=W[:, 1].transpose(1, 2),
+                W_V=W[:, 2].transpose(1, 2),
                 b_Q=b[:, 0],
                 b_K=b[:, 1],
                 b_V=b[:, 2],
@@ -314,6 +317,7 @@ def _neox(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
                 W_in=s[p + "mlp.dense_h_to_4h.weight"].T,
                 b_in=s[p + "mlp.dense_h_to_4h.bias"],
                 W_gate=None,
+                b_gate=None,
                 W_out=s[p + "mlp.dense_4h_to_h.weight"].T,
                 b_out=s[p + "mlp.dense_4h_to_h.bias"],
             )
@@ -354,6 +358,7 @@ def _llama(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
         o_b = s.get(p + "self_attn.o_proj.bias")
         down = s[p + "mlp.down_proj.weight"]
         up_b, down_b = s.get(p + "mlp.up_proj.bias"), s.get(p + "mlp.down_proj.bias")
+        gate_b = s.get(p + "mlp.gate_proj.bias")
         layers.append(
             dict(
                 norm1_w=s[p + "input_layernorm.weight"],
@@ -372,12 +377,11 @@ def _llama(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
                 W_in=s[p + "mlp.up_proj.weight"].T,
                 b_in=torch.zeros(down.shape[1], dtype=down.dtype) if up_b is None else up_b,
                 W_gate=s[p + "mlp.gate_proj.weight"].T,
+                b_gate=torch.zeros(down.shape[1], dtype=down.dtype) if gate_b is None else gate_b,
                 W_out=down.T,
                 b_out=torch.zeros(d, dtype=down.dtype) if down_b is None else down_b,
             )
         )
-        if s.get(p + "mlp.gate_proj.bias") is not None:
-            raise UnsupportedArchitecture("a gated MLP with a gate bias is not supported")
     rot_dim, base = _rope(config, e)
     tied = config.get("tie_word_embeddings", False) or "lm_head.weight" not in s
     return dict(
