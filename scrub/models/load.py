@@ -198,18 +198,11 @@ def _load_gpt2_small(seed: int, where: Placement) -> Model:
     return _load_dir(_gpt2_small_dir(), name="gpt2-small", where=where)
 
 
-def _load_gpt2_small_random(seed: int, where: Placement) -> Model:
-    from scrub.data.tokenizer import load_tokenizer
-    from scrub.models.random_gpt2 import GPT2_SMALL_SHAPE, random_gpt2
+def _random_loader(family: str) -> Callable[[int, Placement], Model]:
+    """``{family}-small-random``: random weights from the seed, with the toy model's tokenizer
+    (or, without its checkpoint, the IOI word-level one), so IOI datasets tokenise for it
+    exactly as for toy-ioi."""
 
-    # The toy model's tokenizer (or, without its checkpoint, the IOI word-level one), so IOI
-    # datasets tokenise for this model exactly as for toy-ioi.
-    tokenizer = load_tokenizer("toy-ioi")
-    hf_model = random_gpt2(GPT2_SMALL_SHAPE, seed=seed).to(where.device, where.dtype)
-    return from_hf_model(hf_model, tokenizer, name="gpt2-small-random", where=where)
-
-
-def _random_family_loader(family: str) -> Callable[[int, Placement], Model]:
     def load(seed: int, where: Placement) -> Model:
         from scrub.data.tokenizer import load_tokenizer
         from scrub.models.random_gpt2 import random_family
@@ -224,10 +217,10 @@ def _random_family_loader(family: str) -> Callable[[int, Placement], Model]:
 _LOADERS: dict[str, Callable[[int, Placement], Model]] = {
     "toy-ioi": _load_toy_ioi,
     "gpt2-small": _load_gpt2_small,
-    "gpt2-small-random": _load_gpt2_small_random,
-    # Benchmark shapes: Pythia-160M-like and Llama-like (GQA) with random weights.
-    "pythia-small-random": _random_family_loader("pythia"),
-    "llama-small-random": _random_family_loader("llama"),
+    # Benchmark shapes with random weights: GPT-2 small, Pythia-160M-like, Llama-like (GQA).
+    "gpt2-small-random": _random_loader("gpt2"),
+    "pythia-small-random": _random_loader("pythia"),
+    "llama-small-random": _random_loader("llama"),
 }
 
 
@@ -242,7 +235,7 @@ def from_hf_model(
         w = ModelWeights.from_hf(hf_model)
     except UnsupportedArchitecture as e:
         return _hook_backend(hf_model, tokenizer, name, str(e))
-    if where is not None and where.device_map:
+    if where is not None and where.device_map is not None:  # {} is "auto"
         w = _spread(w, where)
     return _model(name, tokenizer, w, lambda: hf_model)
 
@@ -257,27 +250,8 @@ def _load_dir(path: Path, *, name: str, where: Placement) -> Model:
     from scrub.models.preflight import check_model_dir
     from scrub.models.weights import UnsupportedArchitecture, from_checkpoint
 
-    check_model_dir(path)  # names the broken file (config, weights, tokenizer) before loading
-    if not path.is_dir():
-        raise ScrubError(f"model directory {path} does not exist", fix="check the path")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ScrubError(
-            f"{path} is not a Hugging Face model directory: config.json is missing",
-            fix="pass a directory written by `model.save_pretrained(...)`",
-        )
-    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-    if not any((path / w).is_file() for w in weights):
-        raise ScrubError(
-            f"{path} has no weights: none of {', '.join(weights)} exists",
-            fix="save the model with `model.save_pretrained(...)` into that directory",
-        )
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as e:
-        raise ScrubError(
-            f"cannot read {config_file}: {e}", fix="restore config.json from the model's source"
-        ) from None
+    # Names the broken file (config, weights, tokenizer) before anything loads.
+    config = check_model_dir(path)
     tokenizer = _load_tokenizer(path)
 
     def make_hf() -> Any:

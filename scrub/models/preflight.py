@@ -35,8 +35,9 @@ TOKENIZER_FILES = (
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-def check_model_dir(path: Path) -> None:
-    """Raise :class:`ScrubError` naming the file at fault unless ``path`` looks loadable."""
+def check_model_dir(path: Path) -> dict[str, Any]:
+    """Raise :class:`ScrubError` naming the file at fault unless ``path`` looks loadable;
+    return its parsed ``config.json``."""
     path = Path(path)
     if not path.is_dir():
         what = "is a file, not a directory" if path.exists() else "does not exist"
@@ -51,6 +52,7 @@ def check_model_dir(path: Path) -> None:
     _check_model_type(path / "config.json", config)
     _check_weights(path)
     check_tokenizer_dir(path)
+    return config
 
 
 def _read_json(file: Path, *, missing: tuple[str, str] | None = None) -> Any:

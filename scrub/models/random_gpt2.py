@@ -101,8 +101,11 @@ FAMILY_SHAPES = {
 
 
 def random_family(family: str, *, seed: int):
-    """A random-weight Pythia- or Llama-shaped model (:data:`FAMILY_SHAPES`) with Hugging Face's
-    initialisation under ``torch.manual_seed(seed)``, in eval mode; the global RNG is restored."""
+    """A random-weight GPT-2-small-, Pythia- or Llama-shaped model (:data:`GPT2_SMALL_SHAPE`,
+    :data:`FAMILY_SHAPES`) with Hugging Face's initialisation under ``torch.manual_seed(seed)``,
+    in eval mode; the global RNG is restored."""
+    if family == "gpt2":
+        return random_gpt2(GPT2_SMALL_SHAPE, seed=seed)
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
     config_cls, model_cls = {
