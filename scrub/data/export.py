@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from scrub.atomic import atomic_path
 from scrub.data.promptset import PromptSet, PromptSpec, build_promptset
 from scrub.errors import ScrubError
 
-if TYPE_CHECKING:  # pandas costs a quarter second to import: only where a frame is made
-    pass
-
 FORMATS = (".jsonl", ".csv", ".parquet")
+
+
+def is_missing(v: object) -> bool:
+    """An empty cell: None, NaN (as pandas reads it) or the empty string."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v)
+
+
+def write_records(path: Path, recs: list[dict], flatten: Callable[[dict, str], dict]) -> None:
+    """``recs`` to ``path`` by its suffix, atomically (complete or absent): JSONL one record a
+    line; CSV and parquet one ``flatten(record, suffix)`` a row, where a column holding values
+    of several types is written as strings (a parquet column holds one type).
+
+    >>> write_records(Path("p.csv"), [{"a": {"b": 1}}], lambda r, _: r["a"])  # doctest: +SKIP
+    """
+    import pandas as pd  # a quarter second to import: only where a frame is made
+
+    path = Path(path)
+    if path.suffix not in FORMATS:
+        raise ScrubError(
+            f"cannot write {path.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
+        )
+    with atomic_path(path) as tmp:
+        if path.suffix == ".jsonl":
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+            return
+        frame = pd.DataFrame([flatten(r, path.suffix) for r in recs])
+        for col in frame.columns:
+            values = [v for v in frame[col] if not is_missing(v)]
+            if col != "tokens" and len({type(v) for v in values}) > 1:
+                frame[col] = [None if is_missing(v) else str(v) for v in frame[col]]
+        if path.suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
 
 
 def records(ps: PromptSet) -> list[dict]:
@@ -44,23 +76,7 @@ def records(ps: PromptSet) -> list[dict]:
 
 def write_promptset(ps: PromptSet, path: Path) -> None:
     """Write ``ps`` to ``path``; the format follows the suffix. Nothing is left on failure."""
-    import pandas as pd
-
-    path = Path(path)
-    if path.suffix not in FORMATS:
-        raise ScrubError(
-            f"cannot write {path.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
-        )
-    recs = records(ps)
-    with atomic_path(path) as tmp:
-        if path.suffix == ".jsonl":
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
-        else:
-            frame = pd.DataFrame(_flat(r) for r in recs)
-            if path.suffix == ".csv":
-                frame.to_csv(tmp, index=False)
-            else:
-                frame.to_parquet(tmp, index=False)
+    write_records(path, records(ps), lambda r, _suffix: _flat(r))
 
 
 def _flat(r: dict) -> dict:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,8 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from scrub.atomic import atomic_path
-from scrub.data.export import FORMATS, read_promptset
+from scrub.data.export import FORMATS, is_missing, read_promptset, write_records
 from scrub.data.promptset import (
     PromptSet,
     check_fast,
@@ -73,17 +71,13 @@ def _bad(path: Path, row: int, column: str, problem: str, fix: str) -> ScrubErro
 # -- reading the table ----------------------------------------------------------------------------
 
 
-def _missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v)
-
-
 def _plain(v: object) -> object:
     """numpy scalars and arrays (as parquet gives them) as Python values; missing as None."""
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, np.generic):
         v = v.item()
-    return None if _missing(v) else v
+    return None if is_missing(v) else v
 
 
 def check_path(path: Path) -> Path:
@@ -747,35 +741,16 @@ def prompt_records(ps: PromptSet) -> list[dict]:
 
 def write_prompts(ps: PromptSet, path: Path) -> None:
     """Write ``ps`` as a prompt file (format by suffix), atomically: complete or absent."""
-    import pandas as pd
 
-    path = Path(path)
-    if path.suffix not in FORMATS:
-        raise ScrubError(
-            f"cannot write {path.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
-        )
-    recs = prompt_records(ps)
-    with atomic_path(path) as tmp:
-        if path.suffix == ".jsonl":
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
-            return
-        flat = []
-        for r in recs:
-            f = {k: v for k, v in r.items() if k != "positions"}
-            f |= {f"pos_{k}": v for k, v in r["positions"].items()}
-            f |= {k: str(f[k]) for k in ANSWERS}  # words and ids in one column: text reads back
-            if path.suffix == ".csv":
-                f["tokens"] = json.dumps(f["tokens"])
-            flat.append(f)
-        frame = pd.DataFrame(flat)
-        for col in frame.columns:  # parquet columns hold one type
-            values = [v for v in frame[col] if not _missing(v)]
-            if col != "tokens" and len({type(v) for v in values}) > 1:
-                frame[col] = [None if _missing(v) else str(v) for v in frame[col]]
-        if path.suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
+    def flatten(r: dict, suffix: str) -> dict:
+        f = {k: v for k, v in r.items() if k != "positions"}
+        f |= {f"pos_{k}": v for k, v in r["positions"].items()}
+        f |= {k: str(f[k]) for k in ANSWERS}  # words and ids in one column: text reads back
+        if suffix == ".csv":
+            f["tokens"] = json.dumps(f["tokens"])
+        return f
+
+    write_records(path, prompt_records(ps), flatten)
 
 
 def preview(ps: PromptSet, rows: int = 5) -> str:
