@@ -24,6 +24,17 @@ def build_dataset(
     return check_fits(ds, n_vocab=n_vocab, n_ctx=n_ctx)
 
 
+def dataset_for(kind: str, n: int, *, seed: int, model):
+    """:func:`build_dataset` tokenised by ``model``'s tokenizer and checked against it.
+
+    >>> ds = dataset_for("ioi", 2000, seed=0, model=load_model("toy-ioi"))   # doctest: +SKIP
+    """
+    info = model.info
+    return build_dataset(
+        kind, n, seed=seed, tokenizer=model.tokenizer, n_vocab=info.d_vocab, n_ctx=info.n_ctx
+    )
+
+
 def check_fits(ds, *, n_vocab: int | None = None, n_ctx: int | None = None):
     """``ds`` itself, once checked to use only the model's token ids and to fit its context."""
     if n_vocab is not None and int(ds.tokens.max()) >= n_vocab:

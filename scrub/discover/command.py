@@ -72,7 +72,7 @@ def discover_command(
 
     import torch
 
-    from scrub.data.registry import build_dataset
+    from scrub.data.registry import dataset_for
     from scrub.discover import search as S
     from scrub.discover.space import Space
     from scrub.discover.writer import write_hypothesis
@@ -82,9 +82,7 @@ def discover_command(
 
     loaded = load_model(model, device=device, dtype=dtype)
     info = loaded.info
-    ds = build_dataset(
-        "ioi", pool, seed=seed, tokenizer=loaded.tokenizer, n_vocab=info.d_vocab, n_ctx=info.n_ctx
-    )
+    ds = dataset_for("ioi", pool, seed=seed, model=loaded)
     clean_ps = make_ioi(n_patch, seed=seed, tokenizer=loaded.tokenizer)
     inputs = PatchInputs.from_promptsets(clean_ps, apply_corruptions(clean_ps, steps, seed=seed))
     settings = S.Settings(

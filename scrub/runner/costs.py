@@ -153,7 +153,7 @@ def compute(h, full: Mapping, *, progress: bool = True, cache: dict | None = Non
     import torch
     from tqdm.auto import tqdm
 
-    from scrub.data.registry import build_dataset
+    from scrub.data.registry import dataset_for
     from scrub.models import load_model
     from scrub.runner.draw import without
     from scrub.scrubbing.experiment import scrub_hypothesis
@@ -173,14 +173,7 @@ def compute(h, full: Mapping, *, progress: bool = True, cache: dict | None = Non
     size = max(n, int(ident["pool"] or DEFAULT_POOL))
     key = (ident["model"], h.dataset, size, seed)
     if key not in cache:
-        cache[key] = build_dataset(
-            h.dataset,
-            size,
-            seed=seed,
-            tokenizer=model.tokenizer,
-            n_vocab=model.info.d_vocab,
-            n_ctx=model.info.n_ctx,
-        )
+        cache[key] = dataset_for(h.dataset, size, seed=seed, model=model)
     ds = cache[key]
     if ident["dataset"] is not None and list(ds.lineage) != list(ident["dataset"]):
         raise ScrubError(

@@ -413,19 +413,12 @@ class Scrub:
 
     def dataset(self, kind: str, size: int, seed: int, model=None):
         """Dataset ``kind`` with ``size`` rows for ``model``, built once per session."""
-        from scrub.data.registry import build_dataset
+        from scrub.data.registry import dataset_for
 
         m = model or self.model()
         key = (m.info.name, kind, size, seed)
         if key not in self._state.datasets:
-            self._state.datasets[key] = build_dataset(
-                kind,
-                size,
-                seed=seed,
-                tokenizer=m.tokenizer,
-                n_vocab=m.info.d_vocab,
-                n_ctx=m.info.n_ctx,
-            )
+            self._state.datasets[key] = dataset_for(kind, size, seed=seed, model=m)
         return self._state.datasets[key]
 
     def prompt_file(self, path, model):

@@ -34,7 +34,7 @@ def run_hypothesis(
     ``dataset`` is a prompt file (:mod:`scrub.data.promptfile`) to use instead of generating the
     hypothesis's dataset: every row is in the pool, and ``n`` (default: all rows) are references.
     """
-    from scrub.data.registry import build_dataset
+    from scrub.data.registry import dataset_for
     from scrub.scrubbing.experiment import DEFAULT_MAX_MEMORY, scrub_hypothesis
     from scrub.scrubbing.validate import check_model_has_mlps
 
@@ -60,14 +60,7 @@ def run_hypothesis(
         n = len(ds) if n is None else n
     else:
         n = DEFAULT_N if n is None else n
-        ds = build_dataset(
-            hypothesis.dataset,
-            max(n, pool or DEFAULT_POOL),
-            seed=seed,
-            tokenizer=m.tokenizer,
-            n_vocab=m.info.d_vocab,
-            n_ctx=m.info.n_ctx,
-        )
+        ds = dataset_for(hypothesis.dataset, max(n, pool or DEFAULT_POOL), seed=seed, model=m)
     return scrub_hypothesis(
         hypothesis,
         m,

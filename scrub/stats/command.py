@@ -88,7 +88,7 @@ def formal_tests_command(
     """Formal tests of a hypothesis (equivalence, localisation, minimality, sufficiency)."""
     import torch
 
-    from scrub.data.registry import build_dataset
+    from scrub.data.registry import dataset_for
     from scrub.models import load_model
     from scrub.scrubbing.loader import load_hypothesis
     from scrub.scrubbing.run import DEFAULT_POOL
@@ -109,14 +109,7 @@ def formal_tests_command(
     hypothesis = load_hypothesis(ref)
     torch.set_num_threads(1)  # the same numbers as a claims session (bit for bit)
     m = load_model(model, device=device, dtype=dtype)
-    ds = build_dataset(
-        hypothesis.dataset,
-        max(n, pool or DEFAULT_POOL),
-        seed=seed,
-        tokenizer=m.tokenizer,
-        n_vocab=m.info.d_vocab,
-        n_ctx=m.info.n_ctx,
-    )
+    ds = dataset_for(hypothesis.dataset, max(n, pool or DEFAULT_POOL), seed=seed, model=m)
     setup = formal.Setup.on(m, ds, n=n, seed=seed, away=rule)
     base = setup.run(hypothesis)
     typer.echo(
