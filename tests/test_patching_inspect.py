@@ -9,7 +9,40 @@ import torch
 
 from scrub.errors import ScrubError
 from scrub.models import Site, SiteKind
+from scrub.models.kernel import attention
+from scrub.models.weights import Norm
 from scrub.patching import inspect as insp
+from scrub.patching import run_cache
+
+
+def kernel_patterns(w, inputs, heads, row=0):
+    """Reference: the clean run's patterns from the kernel's per-head attention."""
+    length = int(inputs.mask[row].sum())
+    tokens = inputs.clean[row : row + 1, :length]
+    cache = run_cache(w, tokens, inputs.mask[row : row + 1, :length], inputs.end[row : row + 1])
+    out = []
+    for layer, head in heads:
+        x = cache.resid_pre[layer][:, :, None].expand(-1, -1, w.n_heads, -1)
+        _, pattern = attention(w, layer, x, x, x)
+        out.append(pattern[0, head])
+    return torch.stack(out)
+
+
+def kernel_dla(w, inputs):
+    """Reference: DLA from the kernel's cached run (z at END through W_O, final norm frozen)."""
+    cache = run_cache(w, inputs.clean, inputs.mask, inputs.end)
+    rows, end, final = torch.arange(inputs.n), inputs.end, cache.final_end
+    centre = w.norm is Norm.LAYER
+    spread = final.var(-1, unbiased=False, keepdim=True) if centre else final.pow(2).mean(-1, True)
+    scale = (spread + w.eps).sqrt()
+    direction = (w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]) * w.norm_f_w
+    out = torch.zeros(len(w.layers), w.n_heads)
+    for layer, lw in enumerate(w.layers):
+        result = torch.einsum("nhe,hed->nhd", cache.z[layer][rows, end], lw.W_O)
+        if centre:
+            result = result - result.mean(-1, keepdim=True)
+        out[layer] = (result / scale[:, None] * direction[:, None]).sum(-1).mean(0)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +61,6 @@ def toy():
 
 
 def test_patterns_match_the_kernel_and_are_causal_distributions(toy):
-    from scrub.patching.views import attention_patterns as kernel_patterns
-
     model, ps, inputs = toy
     heads = [(0, 1), (1, 2), (3, 1)]
     length = int(ps.mask[0].sum())
@@ -43,8 +74,6 @@ def test_patterns_match_the_kernel_and_are_causal_distributions(toy):
 
 
 def test_dla_matches_the_kernel_and_completes_to_the_logit_difference(toy):
-    from scrub.patching.views import direct_logit_attribution as kernel_dla
-
     model, ps, inputs = toy
     end, answers = ps.positions["END"], ps.answers
     dla = insp.direct_logit_attribution(model, ps.tokens, ps.mask, end, answers)

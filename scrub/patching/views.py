@@ -17,14 +17,10 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from scrub.atomic import atomic_path
-from scrub.models.kernel import attention
-from scrub.models.weights import ModelWeights, Norm
-from scrub.patching.inputs import PatchInputs, RunCache, run_cache
 from scrub.patching.results import PatchResult
 
 
@@ -192,32 +188,6 @@ def write_bytes(data: bytes | str, path: Path) -> None:
 # ----------------------------------------------------------------------------- head views
 
 
-def attention_patterns(
-    w: ModelWeights, inputs: PatchInputs, heads: list[tuple[int, int]], row: int = 0
-) -> Float[Tensor, "heads t t"]:
-    """The clean run's attention patterns of ``heads`` on prompt ``row`` (real tokens only)."""
-    length = int(inputs.mask[row].sum())
-    tokens = inputs.clean[row : row + 1, :length]
-    cache = run_cache(w, tokens, inputs.mask[row : row + 1, :length], inputs.end[row : row + 1])
-    out = []
-    for layer, head in heads:
-        x = cache.resid_pre[layer][:, :, None].expand(-1, -1, w.n_heads, -1)
-        _, pattern = attention(w, layer, x, x, x)
-        out.append(pattern[0, head])
-    return torch.stack(out)
-
-
-def attention_png(
-    w: ModelWeights,
-    inputs: PatchInputs,
-    heads: list[tuple[int, int]],
-    str_tokens: list[str],
-    row: int = 0,
-) -> bytes:
-    """A PNG of each chosen head's attention pattern on one prompt (query rows, key columns)."""
-    return patterns_png(attention_patterns(w, inputs, heads, row).numpy(), heads, str_tokens)
-
-
 def patterns_png(
     patterns: np.ndarray, heads: list[tuple[int, int]], labels: list[str], title: str = ""
 ) -> bytes:
@@ -235,38 +205,8 @@ def patterns_png(
     return _png(fig)
 
 
-def direct_logit_attribution(
-    w: ModelWeights, inputs: PatchInputs, cache: RunCache | None = None
-) -> Float[Tensor, "layer head"]:
-    """Each head's direct effect on logit(IO) - logit(S) at END, averaged over prompts.
-
-    A head's result at END is centred (LayerNorm models) and divided by the final norm's scale
-    of the clean run (the norm is frozen, as is usual for DLA), then read through the final
-    norm's weight and the unembedding difference of the answers.
-    """
-    cache = cache or run_cache(w, inputs.clean, inputs.mask, inputs.end)
-    rows, end = torch.arange(inputs.n), inputs.end
-    final = cache.final_end
-    layer_norm = w.norm is Norm.LAYER
-    spread = (
-        final.var(-1, unbiased=False, keepdim=True)
-        if layer_norm
-        else final.pow(2).mean(-1, keepdim=True)
-    )
-    scale = (spread + w.eps).sqrt()  # [n, 1]
-    direction = (w.W_U.T[inputs.answers[:, 0]] - w.W_U.T[inputs.answers[:, 1]]) * w.norm_f_w
-    out = torch.zeros(len(w.layers), w.n_heads)
-    for layer, lw in enumerate(w.layers):
-        z = cache.z[layer][rows, end]  # [n, H, e]
-        result = torch.einsum("nhe,hed->nhd", z, lw.W_O)
-        if layer_norm:
-            result = result - result.mean(-1, keepdim=True)
-        out[layer] = (result / scale[:, None] * direction[:, None]).sum(-1).mean(0)
-    return out
-
-
 def dla_png(dla: Float[Tensor, "layer head"], title: str = "direct logit attribution") -> bytes:
-    """A layer x head heatmap of :func:`direct_logit_attribution`."""
+    """A layer x head heatmap of direct logit attribution (:mod:`scrub.patching.inspect`)."""
     plt = _pyplot()
 
     data = dla.numpy()
