@@ -17,7 +17,8 @@ from scrub.scrubbing.experiment import plan
 from scrub.scrubbing.hypothesis import OUTPUT, Hypothesis, agree, heads, mlps, node
 from scrub.scrubbing.loader import load_hypothesis
 
-INFO = SimpleNamespace(n_layers=4, n_heads=4)  # what plan() reads of a model
+# What plan() reads of a model: a 4-layer, 4-head GPT-2 (no key/value groups, sequential blocks).
+INFO = SimpleNamespace(n_layers=4, n_heads=4, n_kv_heads=4, parallel=False)
 
 
 def dataset() -> TokenSet:

@@ -135,7 +135,6 @@ class CleanCache:
                     exact_padding=True,
                 )
                 self._store_all(w, cache, idx)
-        self.n_rows = len(rows)
 
     def _store_all(self, w: ModelWeights, cache, idx: np.ndarray) -> None:
         for need, (slot, buf) in self._members.items():

@@ -34,8 +34,8 @@ def plan(hypothesis: Hypothesis, info, dataset, *, n: int | None, seed: int):
         info.n_heads,
         dataset.positions,
         dataset.features,
-        n_kv_heads=getattr(info, "n_kv_heads", None),
-        parallel=getattr(info, "parallel", False),
+        n_kv_heads=info.n_kv_heads,
+        parallel=info.parallel,
     )
     pool = len(dataset)
     n = pool if n is None else n
