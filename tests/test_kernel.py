@@ -214,14 +214,16 @@ def test_zero_mlps_are_skipped_bit_for_bit(tiny_attn_only_model: Model) -> None:
     skip gives exactly what the plain MLP arithmetic gives."""
     from dataclasses import replace
 
-    from scrub.models.kernel import add_mlp, layer_norm
+    from torch.nn.functional import layer_norm
+
+    from scrub.models.kernel import add_mlp
 
     w = tiny_attn_only_model.weights
     assert all(lw.mlp_is_zero for lw in w.layers)
     tokens = tokens_for(tiny_attn_only_model)
     x = embed(w, tokens)
     lw = w.layers[0]
-    h = layer_norm(x, lw.norm2_w, lw.norm2_b, w.eps) @ lw.W_in + lw.b_in
+    h = layer_norm(x, x.shape[-1:], lw.norm2_w, lw.norm2_b, w.eps) @ lw.W_in + lw.b_in
     plain = torch.nn.functional.gelu(h, approximate="tanh") @ lw.W_out + lw.b_out
     assert torch.equal(mlp(w, 0, x), plain) and torch.equal(add_mlp(w, 0, x), x + plain)
     unskipped = replace(w, layers=tuple(replace(lw, mlp_is_zero=False) for lw in w.layers))

@@ -106,10 +106,6 @@ def norm(w: ModelWeights, x: Tensor, weight: Tensor, bias: Tensor | None) -> Ten
     return weight * h.to(x.dtype)
 
 
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
-    return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
-
-
 def ln1(w: ModelWeights, layer: int, x: Float[Tensor, "*b d_model"]) -> Tensor:
     """The norm attention reads (per head and slot, when inputs are per head)."""
     lw = w.layers[layer]
