@@ -160,13 +160,9 @@ def run(
         n_rows = DEFAULT_N if n is None else n
         args_check.check_pool(pool, n_rows)
         rows = max(n_rows, pool or DEFAULT_POOL)
-        what = (
-            f"--pool {pool}"
-            if pool
-            else f"--n {n_rows}"
-            if n_rows >= rows
-            else f"a pool of {rows} rows"
-        )
+        what = f"--pool {pool}" if pool else f"--n {n_rows}"
+        if not pool and n_rows < rows:
+            what = f"a pool of {rows} rows"
         args_check.check_fits(rows, what, extra_bytes=memory, extra_what="--max-memory")
     if json_out is not None:
         args_check.check_output(json_out, (".json",), "--json")

@@ -396,7 +396,7 @@ def run_free(
     for lay in range(layer, n_layers):
         if lay == n_layers - 1:
             z = attention_z(w, lay, x, mask, end, patches.get(lay))
-            x_end = x[rows.to(x.device), end.to(x.device)] if x.dim() == 3 else x
+            x_end = x[rows.to(x.device), end.to(x.device)]
             x = block_out(w, lay, x_end, heads_out(w, lay, z[:, 0]))
         else:
             z = attention_z(w, lay, x, mask, None, patches.get(lay))
