@@ -34,15 +34,16 @@ __all__ = [
     "node",
     "random",
     "scrub_hypothesis",
+    "scrub_many",
 ]
 
 
 def __getattr__(name: str):
     # The engine pulls in torch; keep `import scrub` (hypothesis files) light.
-    if name == "scrub_hypothesis":
-        from scrub.scrubbing.experiment import scrub_hypothesis
+    if name in ("scrub_hypothesis", "scrub_many"):
+        from scrub.scrubbing import experiment
 
-        return scrub_hypothesis
+        return getattr(experiment, name)
     if name == "ScrubResult":
         from scrub.scrubbing.result import ScrubResult
 
