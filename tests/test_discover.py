@@ -18,14 +18,14 @@ from test_scrub_golden import N_NAMES, NAME_ID0, build_golden_model, golden_data
 from scrub.cli import main
 from scrub.discover import graph
 from scrub.discover.scoring import roc_auc
-from scrub.discover.search import Settings, discover, edge_scores, site_scores
+from scrub.discover.search import Part, Search, Settings, discover, edge_scores, site_scores
 from scrub.discover.space import LOGITS, Edge, Site, Space, Truth
 from scrub.discover.writer import write_hypothesis
 from scrub.errors import ScrubError
 from scrub.models import kernel
 from scrub.patching import PatchInputs
 from scrub.scrubbing.experiment import scrub_hypothesis
-from scrub.scrubbing.hypothesis import Embed, random
+from scrub.scrubbing.hypothesis import OUTPUT, Embed, random
 from scrub.scrubbing.loader import load_hypothesis
 
 # ---- ROC AUC on inputs checkable by hand ------------------------------------------------------
@@ -204,9 +204,17 @@ def test_scrub_check_accepts_the_found_file():
     [
         (["--out", "found.txt"], "ending in .py"),
         (["--out", "f.py", "--target", "1.5"], "not between 0 and 1"),
-        (["--out", "f.py", "--other", "same"], "unknown --other"),
+        (["--out", "f.py", "--other", "same"], "no feature column 'same'"),
         (["--out", "f.py", "--dataset", "induction"], "unknown --dataset"),
         (["--out", "f.py", "--corrupt", "nope"], "nope"),
+        (["--out", "f.py", "--corrupt", "abc", "--corrupt", "nope"], "nope"),
+        (["--out", "f.py", "--dataset", "p.jsonl"], "needs --corrupted FILE"),
+        (["--out", "f.py", "--corrupted", "c.jsonl"], "goes with --dataset FILE"),
+        (
+            ["--out", "f.py", "--dataset", "p.jsonl", "--corrupted", "c.jsonl", "--corrupt", "abc"],
+            "not a prompt file",
+        ),
+        (["--out", "f.py", "--dataset", "p.jsonl", "--corrupted", "c.jsonl"], "does not exist"),
     ],
 )
 def test_discover_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
@@ -214,6 +222,73 @@ def test_discover_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message
     assert main(["discover", *args]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+class _Table(Search):
+    """A search over a made-up miss table: parts are embeddings A, B, C fed to the output."""
+
+    MISS = {"": 1.0, "A": 0.5, "B": 0.6, "C": 0.9, "AB": 0.5, "AC": 0.5, "BC": 0.05}
+
+    def __init__(self, beam: int):
+        self.s = Settings(target=0.9, beam=beam, min_gain=0.01)
+        self.evaluations, self.passes, self.verified, self.seen = 0, 0, [], set()
+
+    def candidates(self, parts, parent):
+        have = {p.component for p in parts}
+        return [Part(c, Embed(c), OUTPUT, ("resid",)) for c in "ABC" if Embed(c) not in have]
+
+    def score_all(self, candidates):
+        keys = ["".join(sorted(p.name for p in parts)) for parts in candidates]
+        self.passes += not self.seen.issuperset(keys)  # memoised, as Search's is
+        self.seen.update(keys)
+        return [(1.0 - self.MISS[k], 0.0, self.MISS[k]) for k in keys]
+
+    def verify(self, parts):
+        self.verified.append(tuple(p.name for p in parts))
+
+
+def test_beam_search_escapes_the_greedy_dead_end():
+    """Greedy takes A (the best first step), after which nothing helps; a beam of 2 also keeps
+    B, which with C reaches the target. Each step is one batched pass; the answer is verified."""
+    assert _Table(beam=1).grow((), None) is None
+    search = _Table(beam=2)
+    found = search.grow((), None)
+    assert [p.name for p in found] == ["B", "C"]
+    assert search.verified == [("B", "C")]
+    assert search.passes == 3  # the start, then one pass per step
+
+
+def test_mixed_inputs_take_row_i_from_corruption_i_mod_k():
+    from scrub.data import corrupt, make_ioi
+    from scrub.data.tokenizer import load_tokenizer
+    from scrub.discover.data import mixed_inputs
+
+    clean = make_ioi(7, seed=0, tokenizer=load_tokenizer())
+    sets = [corrupt(clean, [c], seed=0) for c in ("abc", "swap-order", "flip-io")]
+    mixed = mixed_inputs(clean, sets)
+    for i in range(7):
+        assert torch.equal(mixed.corrupted[i], sets[i % 3].tokens[i])
+        assert torch.equal(mixed.clean[i], clean.tokens[i])
+    assert torch.equal(mixed_inputs(clean, sets[:1]).corrupted, sets[0].tokens)
+
+
+def test_discover_on_prompt_files_writes_a_file_scrub_run_reproduces(tmp_path, capsys):
+    """--dataset FILE --corrupted FILE: the pool is the file's rows, the header says how to rerun
+    on them, and `scrub run` gives the recovered fraction the search reported."""
+    clean, bad, out = tmp_path / "p.jsonl", tmp_path / "c.jsonl", tmp_path / "found.py"
+    assert main(["dataset", "ioi", "--n", "80", "--seed", "1", "--out", str(clean)]) == 0
+    args = ["--n", "80", "--seed", "1", "--corrupt", "abc", "--out", str(bad)]
+    assert main(["dataset", "ioi", *args]) == 0
+    capsys.readouterr()
+    args = ["--dataset", str(clean), "--corrupted", str(bad), "--n", "60", "--n-patch", "40"]
+    assert main(["discover", *args, "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    recovered = re.search(r"recovered (-?\d\.\d{3}) \+- ", said).group(1)
+    text = out.read_text()
+    rerun = re.search(r"`(scrub run [^`]*)`", " ".join(text.split())).group(1)
+    assert f"--dataset {clean} --n 60" in rerun
+    assert main(rerun.split()[1:]) == 0
+    assert re.search(rf"recovered\s+{recovered}", capsys.readouterr().out)
 
 
 def test_rank_of_counts_strictly_higher_scores():

@@ -19,26 +19,46 @@ import typer
 from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
-OTHER_RULES = ("template", "random")
-
 
 def discover_command(
     out: Annotated[Path, typer.Option("--out", help="Write the found hypothesis here (.py)")],
     model: Annotated[str, typer.Option("--model", help="toy-ioi, gpt2-small or a dir")] = "toy-ioi",
-    dataset: Annotated[str, typer.Option("--dataset", help="ioi")] = "ioi",
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="ioi, or a prompt file (.jsonl/.csv/.parquet)")
+    ] = "ioi",
+    corrupted: Annotated[
+        Path | None,
+        typer.Option("--corrupted", help="With a prompt file: its corrupted prompts (a file)"),
+    ] = None,
     corrupt: Annotated[
-        str, typer.Option("--corrupt", help="Corruption for the path-patching order, e.g. abc")
-    ] = "abc",
+        list[str] | None,
+        typer.Option(
+            "--corrupt",
+            help="IOI corruption ordering the search, e.g. abc; repeat to mix several "
+            "(row i takes the (i mod k)-th): --corrupt abc --corrupt swap-order",
+        ),
+    ] = None,
     target: Annotated[float, typer.Option("--target", help="Recovered fraction to reach")] = 0.9,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     n: Annotated[int, typer.Option("--n", help="Reference examples per scrub")] = 200,
-    pool: Annotated[int, typer.Option("--pool", help="Rows to resample from")] = 2000,
+    pool: Annotated[int, typer.Option("--pool", help="Rows to resample from (IOI)")] = 2000,
     n_patch: Annotated[
         int, typer.Option("--n-patch", help="Prompts for path patching and the baselines")
     ] = 100,
     other: Annotated[
-        str, typer.Option("--other", help="Unexplained inputs from: template (same) or random")
+        str,
+        typer.Option(
+            "--other",
+            help="Unexplained inputs from: template (a prompt of the same template), random, "
+            "or any feature column of the prompts to agree on",
+        ),
     ] = "template",
+    beam: Annotated[
+        int, typer.Option("--beam", help="Hypotheses kept per step of an expansion")
+    ] = 3,
+    shortlist: Annotated[
+        int, typer.Option("--shortlist", help="Best heads by path patching tried per slot")
+    ] = 8,
     score: Annotated[
         Path | None, typer.Option("--score", help="circuit.json: score search and baselines")
     ] = None,
@@ -47,20 +67,43 @@ def discover_command(
     dtype: Dtype = "float32",
 ) -> None:
     """Find a small hypothesis recovering --target, in causal-scrubbing semantics."""
-    from scrub.data import corrupt as apply_corruptions
-    from scrub.data import make_ioi, parse_corruptions
+    from scrub.data import parse_corruptions
 
     if out.suffix != ".py":
         raise ScrubError(f"cannot write {out.name}", fix="use a file ending in .py")
-    if dataset != "ioi":
-        raise ScrubError(f"unknown --dataset {dataset!r}", fix="use ioi (the only one so far)")
+    from_file = dataset != "ioi"
+    if from_file:
+        from scrub.data.promptfile import check_path
+
+        if Path(dataset).suffix not in (".jsonl", ".csv", ".parquet"):
+            raise ScrubError(
+                f"unknown --dataset {dataset!r}",
+                fix="use ioi, or a prompt file ending in .jsonl, .csv or .parquet",
+            )
+        if corrupted is None:
+            raise ScrubError(
+                "--dataset FILE needs --corrupted FILE: its corrupted prompts order the search",
+                fix="write a corrupted version of each prompt to a file (rows tied by id)",
+            )
+        if corrupt:
+            raise ScrubError(
+                "--corrupt rewrites generated IOI prompts, not a prompt file",
+                fix="leave --corrupt out; --corrupted gives the file's corrupted prompts",
+            )
+        check_path(Path(dataset))
+        check_path(corrupted)
+    elif corrupted is not None:
+        raise ScrubError(
+            "--corrupted goes with --dataset FILE", fix="use --corrupt for generated IOI prompts"
+        )
+    for value, option in ((beam, "--beam"), (shortlist, "--shortlist")):
+        if value < 1:
+            raise ScrubError(f"{option} {value} is less than 1", fix=f"e.g. {option} 3")
     if not 0.0 < target < 1.0:
         raise ScrubError(f"--target {target} is not between 0 and 1", fix="e.g. --target 0.9")
-    if other not in OTHER_RULES:
-        raise ScrubError(f"unknown --other {other!r}", fix=f"use {' or '.join(OTHER_RULES)}")
-    if n > pool:
+    if n > pool and not from_file:
         raise ScrubError(f"--n {n} is more than --pool {pool}", fix="lower --n or raise --pool")
-    steps = parse_corruptions(corrupt)
+    mixes = [parse_corruptions(c) for c in (corrupt or ["abc"])]
     from scrub.models.load import placement
 
     placement(device, dtype)  # checked before anything loads
@@ -72,21 +115,28 @@ def discover_command(
 
     import torch
 
-    from scrub.data.registry import dataset_for
     from scrub.discover import search as S
+    from scrub.discover.data import check_other, file_data, ioi_data
     from scrub.discover.space import Space
     from scrub.discover.writer import write_hypothesis
     from scrub.models import load_model
-    from scrub.patching import PatchInputs
     from scrub.scrubbing.hypothesis import agree, random
 
     loaded = load_model(model, device=device, dtype=dtype)
     info = loaded.info
-    ds = dataset_for("ioi", pool, seed=seed, model=loaded)
-    clean_ps = make_ioi(n_patch, seed=seed, tokenizer=loaded.tokenizer)
-    inputs = PatchInputs.from_promptsets(clean_ps, apply_corruptions(clean_ps, steps, seed=seed))
+    if from_file:
+        data = file_data(loaded, Path(dataset), corrupted, n_patch=n_patch)
+        n = min(n, len(data.pool))
+    else:
+        data = ioi_data(loaded, pool=pool, n_patch=n_patch, corruptions=mixes, seed=seed)
+    check_other(other, data.pool)
     settings = S.Settings(
-        target=target, n=n, seed=seed, other=agree("template") if other == "template" else random
+        target=target,
+        n=n,
+        seed=seed,
+        other=random if other == "random" else agree(other),
+        shortlist=shortlist,
+        beam=beam,
     )
     bar = None
     if progress:
@@ -94,28 +144,48 @@ def discover_command(
 
         bar = tqdm(desc="scrubs", unit=" scrub", leave=False)
 
-    def tick(recovered: float, heads: int) -> None:
-        bar.update(1)
+    def tick(recovered: float, heads: int, scrubs: int) -> None:
+        bar.update(scrubs - bar.n)
         bar.set_postfix(recovered=f"{recovered:.3f}", heads=heads)
 
     torch.set_grad_enabled(False)
     start = time.perf_counter()
-    found = S.discover(loaded, ds, inputs, settings, tick if bar is not None else None)
+    found = S.discover(loaded, data.pool, data.inputs, settings, tick if bar is not None else None)
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
+    source_args = (
+        f"--dataset {dataset} --corrupted {corrupted}"
+        if from_file
+        else "--dataset ioi " + " ".join(f"--corrupt {','.join(m)}" for m in mixes)
+    )
     command = (
-        f"scrub discover --model {model} --dataset {dataset} --corrupt {corrupt} --target {target} "
-        f"--seed {seed} --n {n} --pool {pool} --n-patch {n_patch} --other {other} --out {out}"
+        f"scrub discover --model {model} {source_args} --target {target} "
+        f"--seed {seed} --n {n}{'' if from_file else f' --pool {pool}'} --n-patch {n_patch} "
+        f"--other {other} --beam {beam} --shortlist {shortlist} --out {out}"
     )
     heads = found.head_parts()
     n_embed = len(found.parts) - len(heads)
     rec = f"{found.recovered:.3f} +- {found.recovered_se:.3f}"
-    source = "a prompt of the same template" if other == "template" else "a random prompt"
+    source = (
+        "a random prompt"
+        if other == "random"
+        else "a prompt of the same template"
+        if other == "template"
+        else f"a prompt with the same {other}"
+    )
+    rerun = f"scrub run {out}::found --model {model} --seed {seed}"
+    if from_file:
+        rerun += f" {data.run_args} --n {n}"
+    elif pool != 2000:
+        rerun += f" --pool {pool}"
+    if n != 200 and not from_file:
+        rerun += f" --n {n}"
     header = "\n\n".join(
         [
             f"Found by scrub's search: {len(heads)} heads at named positions, {n_embed} "
-            f"embeddings ({found.evaluations} scrubs, {seconds:.0f} s).",
+            f"embeddings ({found.evaluations} scrubs in {found.passes} batched passes, "
+            f"{seconds:.0f} s).",
             "    "
             + command.replace(" --seed", " \\\n        --seed").replace(
                 " --out", " \\\n        --out"
@@ -123,8 +193,10 @@ def discover_command(
             textwrap.fill(
                 f"{model}, n={n}, seed {seed}: recovered {rec}. Every node keeps the reference "
                 f"input; each internal node's other inputs come from {source}. Check it with "
-                f"`scrub run {out}::found --model {model} --seed {seed}`.",
+                f"`{rerun}`.",
                 99,
+                break_on_hyphens=False,  # paths and options stay whole
+                break_long_words=False,
             ),
         ]
     )
@@ -132,12 +204,12 @@ def discover_command(
     typer.echo(
         f"found {len(heads)} heads ({', '.join(str(p.site) for p in heads)}) and {n_embed} "
         f"embeddings: recovered {rec} (n={n}, seed {seed}) in {seconds:.0f} s, "
-        f"{found.evaluations} scrubs"
+        f"{found.evaluations} scrubs in {found.passes} passes"
     )
     typer.echo(f"wrote {out}")
     if truth is None:
         return
     from scrub.discover.compare import compare
 
-    space = Space(info.n_layers, info.n_heads, tuple(ds.positions))
-    typer.echo(compare(loaded, inputs, space, truth, found, seconds))
+    space = Space(info.n_layers, info.n_heads, tuple(data.pool.positions))
+    typer.echo(compare(loaded, data.inputs, space, truth, found, seconds, data.corruption))

@@ -28,7 +28,9 @@ class Ranking:
         return 1 + sum(v > self.sites[site] for v in self.sites.values())
 
 
-def rankings(model, inputs, space, found, search_seconds: float) -> list[Ranking]:
+def rankings(
+    model, inputs, space, found, search_seconds: float, corruption: str = "abc"
+) -> list[Ranking]:
     out = [
         Ranking(
             "scrub search (causal scrubbing)",
@@ -39,9 +41,9 @@ def rankings(model, inputs, space, found, search_seconds: float) -> list[Ranking
         )
     ]
     for name, fn in (
-        ("ACDC-style edge pruning (abc)", baselines.acdc),
-        ("EAP (gradients, abc)", baselines.eap),
-        ("path-patching scan ranking (abc)", baselines.path_patching_rank),
+        (f"ACDC-style edge pruning ({corruption})", baselines.acdc),
+        (f"EAP (gradients, {corruption})", baselines.eap),
+        (f"path-patching scan ranking ({corruption})", baselines.path_patching_rank),
     ):
         start = time.perf_counter()
         sites, edges = fn(model, inputs, space)
@@ -49,9 +51,12 @@ def rankings(model, inputs, space, found, search_seconds: float) -> list[Ranking
     return out
 
 
-def compare(model, inputs, space, truth, found, search_seconds: float) -> str:
-    """The AUC table, and where each method ranks each planted site."""
-    ranked = rankings(model, inputs, space, found, search_seconds)
+def compare(
+    model, inputs, space, truth, found, search_seconds: float, corruption: str = "abc"
+) -> str:
+    """The AUC table, and where each method ranks each planted site; ``corruption`` labels the
+    baselines (every method reads the same ``inputs``)."""
+    ranked = rankings(model, inputs, space, found, search_seconds, corruption)
     table = [
         Row(
             r.method,
@@ -63,12 +68,13 @@ def compare(model, inputs, space, truth, found, search_seconds: float) -> str:
         for r in ranked
     ]
     planted = sorted(truth.sites)
-    ranks = [f"{'rank of planted site':<34}" + "".join(f"{str(s):>10}" for s in planted)]
-    ranks += [f"{r.method:<34}" + "".join(f"{r.rank_of(s):>10}" for s in planted) for r in ranked]
+    w = max(34, *(len(r.method) + 1 for r in ranked))
+    ranks = [f"{'rank of planted site':<{w}}" + "".join(f"{str(s):>10}" for s in planted)]
+    ranks += [f"{r.method:<{w}}" + "".join(f"{r.rank_of(s):>10}" for s in planted) for r in ranked]
     return (
         f"ROC AUC against the planted circuit ({len(truth.sites)} of {len(space.sites())} sites, "
         f"{len(truth.edges)} of {len(space.edges())} edges; n={inputs.n} prompts):\n"
-        + format_table(table)
+        + format_table(table, w)
         + f"\n\nof {len(space.sites())} sites:\n"
         + "\n".join(ranks)
     )

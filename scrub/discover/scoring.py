@@ -43,11 +43,12 @@ class Row:
     note: str = ""
 
 
-def format_table(rows: list[Row]) -> str:
-    head = f"{'method':<34}{'node AUC':>9}{'edge AUC':>9}{'time s':>9}  note"
+def format_table(rows: list[Row], width: int = 34) -> str:
+    """One line per method; ``width`` for the method column."""
+    head = f"{'method':<{width}}{'node AUC':>9}{'edge AUC':>9}{'time s':>9}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.method:<34}{r.node_auc:>9.3f}{r.edge_auc:>9.3f}{r.seconds:>9.1f}  {r.note}"
+            f"{r.method:<{width}}{r.node_auc:>9.3f}{r.edge_auc:>9.3f}{r.seconds:>9.1f}  {r.note}"
         )
     return "\n".join(lines)

@@ -13,11 +13,14 @@ head added is a *kept leaf* (its whole input is the reference row). Then, leaf b
 order they were added, try to *expand* it: make it an internal node (its unexplained inputs
 resampled) and add children feeding its q, k and v until the hypothesis again recovers
 ``target``; if that fails within ``max_steps`` the leaf stays kept.
-Candidates are ordered by path patching into that slot (:mod:`scrub.discover.attribution`); at
-each step the ``shortlist`` best heads and every embedding candidate are scrubbed, and the one
-that brings the scrub closest to clean (:func:`per_example_miss`) is accepted if it lowers the
-miss by at least ``min_gain``. Finally each head node is
-dropped in turn (with what it explains) when the rest still recovers ``target``.
+Candidates are ordered by path patching into that slot (:mod:`scrub.discover.attribution`).
+Each step of an expansion is a beam search step: for each of the ``beam`` best hypotheses so far,
+the ``shortlist`` best heads and every embedding that can feed the slot are added in turn, and
+all these candidates are scrubbed in *one batched pass* (:func:`scrub.scrubbing.scrub_many`: one
+clean pass over the union of their rows, each tree evaluated on it); the ``beam`` that bring the
+scrub closest to clean (:func:`per_example_miss`), each by at least ``min_gain``, go on. The first
+good one is verified with its own :func:`~scrub.scrubbing.scrub_hypothesis`. Finally each head
+node is dropped in turn (with what it explains) when the rest still recovers ``target``.
 
 >>> found = discover(model, dataset, patch_inputs, target=0.9, seed=0)   # doctest: +SKIP
 >>> found.recovered, len(found.head_parts())                              # doctest: +SKIP
@@ -70,14 +73,16 @@ class Part:
 class Settings:
     """``target`` recovered fraction; ``n`` reference rows and ``seed`` of every scrub; ``other``
     draws internal nodes' unexplained inputs; per step, the ``shortlist`` best heads by path
-    patching are scrubbed; an expansion adds at most ``max_steps`` children, each lowering the
-    per-example miss by ``min_gain``; ``prune`` drops heads the target does not need."""
+    patching are tried on each of the ``beam`` best hypotheses; an expansion adds at most
+    ``max_steps`` children, each lowering the per-example miss by ``min_gain``; ``prune`` drops
+    heads the target does not need. ``beam=1`` is the greedy search."""
 
     target: float = 0.9
     n: int = 200
     seed: int = 0
     other: Rule = field(default_factory=lambda: agree("template"))
-    shortlist: int = 4
+    shortlist: int = 8
+    beam: int = 3
     max_steps: int = 6
     min_gain: float = 0.005
     prune: bool = True
@@ -93,7 +98,8 @@ class Found:
     recovered_se: float
     costs: dict[str, float]  # part name -> what scrubbing it alone costs (as `scrub draw` says)
     attribution: dict[tuple[Site, str, tuple[int, int] | None], float]  # (sender, slot, receiver)
-    evaluations: int
+    evaluations: int  # hypotheses scrubbed
+    passes: int  # the batched passes they took
 
     def head_parts(self) -> list[Part]:
         return [p for p in self.parts if isinstance(p.component, Head)]
@@ -149,12 +155,13 @@ class Search:
     """State of one search; :func:`discover` runs it."""
 
     def __init__(self, model, dataset, inputs, settings: Settings, progress: Callable | None):
-        from scrub.scrubbing.experiment import scrub_hypothesis
+        from scrub.scrubbing.experiment import scrub_hypothesis, scrub_many
 
         self.model, self.dataset, self.inputs, self.s = model, dataset, inputs, settings
-        self._scrub = scrub_hypothesis
+        self._scrub, self._scrub_many = scrub_hypothesis, scrub_many
         self.progress = progress
-        self.evaluations = 0
+        self.evaluations = 0  # hypotheses scrubbed
+        self.passes = 0  # batched passes they took
         self.attribution: dict = {}
         pos = {k: np.asarray(v) for k, v in dataset.positions.items()}
         self.positions = list(dataset.positions)
@@ -164,22 +171,43 @@ class Search:
         }
         self._cache: dict[tuple, tuple[float, float]] = {}
 
-    def score(self, parts) -> tuple[float, float, float]:
-        """Scrub ``parts``: (recovered, its SE, per-example miss); memoised."""
-        key = tuple(parts)
-        if key not in self._cache:
-            r = self._scrub(
-                build(parts, "candidate", self.s.other),
+    def score_all(self, candidates) -> list[tuple[float, float, float]]:
+        """Scrub every tuple of parts in ``candidates`` in one batched pass (memoised):
+        (recovered, its SE, per-example miss) for each."""
+        todo = [c for c in dict.fromkeys(tuple(c) for c in candidates) if c not in self._cache]
+        if todo:
+            results = self._scrub_many(
+                [build(parts, "candidate", self.s.other) for parts in todo],
                 self.model,
                 self.dataset,
                 n=self.s.n,
                 seed=self.s.seed,
             )
-            self.evaluations += 1
-            self._cache[key] = (r.recovered, r.recovered_se, per_example_miss(r))
-            if self.progress:
-                self.progress(r.recovered, sum(isinstance(p.component, Head) for p in parts))
-        return self._cache[key]
+            self.evaluations += len(todo)
+            self.passes += 1
+            for parts, r in zip(todo, results):
+                self._cache[parts] = (r.recovered, r.recovered_se, per_example_miss(r))
+        return [self._cache[tuple(c)] for c in candidates]
+
+    def score(self, parts) -> tuple[float, float, float]:
+        """Scrub ``parts``: (recovered, its SE, per-example miss); memoised."""
+        return self.score_all([parts])[0]
+
+    def verify(self, parts) -> None:
+        """Scrub the accepted ``parts`` on their own with the real scrub: its numbers are the
+        ones the search goes on with (a batched pass may differ in the last bits)."""
+        r = self._scrub(
+            build(parts, "candidate", self.s.other),
+            self.model,
+            self.dataset,
+            n=self.s.n,
+            seed=self.s.seed,
+        )
+        self.evaluations += 1
+        self._cache[tuple(parts)] = (r.recovered, r.recovered_se, per_example_miss(r))
+        if self.progress:
+            heads = sum(isinstance(p.component, Head) for p in parts)
+            self.progress(r.recovered, heads, self.evaluations)
 
     def _name(self, parts, base: str) -> str:
         names = {p.name for p in parts}
@@ -227,10 +255,12 @@ class Search:
                 )
         return out
 
-    def recovered(self, h: Hypothesis) -> float:
-        r = self._scrub(h, self.model, self.dataset, n=self.s.n, seed=self.s.seed)
-        self.evaluations += 1
-        return r.recovered
+    def recovered(self, hypotheses: list[Hypothesis]) -> list[float]:
+        """The recovered fraction of each of ``hypotheses``, in one batched pass."""
+        rs = self._scrub_many(hypotheses, self.model, self.dataset, n=self.s.n, seed=self.s.seed)
+        self.evaluations += len(hypotheses)
+        self.passes += 1
+        return [r.recovered for r in rs]
 
     def miss(self, parts) -> float:
         return self.score(parts)[2]
@@ -241,20 +271,41 @@ class Search:
         return abs(1.0 - r) <= 1.0 - self.s.target and miss <= 1.0 - self.s.target
 
     def grow(self, parts, parent: Part | None):
-        """Add children to ``parent`` (None: the output) until ``target``; None if that fails."""
-        miss = self.miss(parts)
-        for _ in range(self.s.max_steps):
-            if self.good(parts):
-                return parts
-            best = None
-            for cand in self.candidates(parts, parent):
-                value = self.miss((*parts, cand))
-                if best is None or value < best[0]:
-                    best = (value, cand)
-            if best is None or miss - best[0] < self.s.min_gain:
+        """Add children to ``parent`` (None: the output) until ``target``; None if that fails.
+
+        A beam search: each step scrubs every candidate child of each of the ``beam`` best
+        hypotheses so far in one batched pass, and keeps the ``beam`` that lower the per-example
+        miss most (ties go to the earlier candidate), each by at least ``min_gain`` from where it
+        came from. It stops at the first step where one is good (the lowest miss among them),
+        which is then verified with its own scrub.
+        """
+        beam = [(self.miss(parts), parts)]
+        for _ in range(self.s.max_steps + 1):
+            done = [(m, p) for m, p in beam if self.good(p)]
+            if done:
+                found = min(done, key=lambda mp: mp[0])[1]
+                self.verify(found)
+                return found if self.good(found) else None
+            options, came_from, seen = [], [], set()
+            for miss, state in beam:
+                for c in self.candidates(state, parent):
+                    key = frozenset((p.component, p.parent, p.slots) for p in (*state, c))
+                    if key not in seen:
+                        seen.add(key)
+                        options.append((*state, c))
+                        came_from.append(miss)
+            if not options:
                 return None
-            miss, parts = best[0], (*parts, best[1])
-        return parts if self.good(parts) else None
+            misses = [m for _, _, m in self.score_all(options)]
+            order = sorted(range(len(options)), key=lambda i: misses[i])
+            beam = [
+                (misses[i], options[i])
+                for i in order
+                if came_from[i] - misses[i] >= self.s.min_gain
+            ][: self.s.beam]
+            if not beam:
+                return None
+        return None
 
     def run(self) -> tuple[Part, ...]:
         parts = self.grow((), None) or ()
@@ -272,7 +323,9 @@ class Search:
                 if any(q.name == p.name for q in parts):
                     smaller = without(parts, p.name)
                     if self.good(smaller):
-                        parts = smaller
+                        self.verify(smaller)
+                        if self.good(smaller):
+                            parts = smaller
         return parts
 
 
@@ -282,9 +335,8 @@ def discover(model, dataset, inputs, settings: Settings = Settings(), progress=N
     parts = search.run()
     recovered, se, _ = search.score(parts)
     hypothesis = build(parts, "found", settings.other)
-    costs = {
-        p.name: recovered - search.recovered(scrubbed_alone(hypothesis, p.name)) for p in parts
-    }
+    alone = search.recovered([scrubbed_alone(hypothesis, p.name) for p in parts]) if parts else []
+    costs = {p.name: recovered - r for p, r in zip(parts, alone)}
     flat = {}
     for (slot, recv, _), scores in search.attribution.items():
         for site, value in scores.items():
@@ -297,6 +349,7 @@ def discover(model, dataset, inputs, settings: Settings = Settings(), progress=N
         costs=costs,
         attribution=flat,
         evaluations=search.evaluations,
+        passes=search.passes,
     )
 
 
