@@ -229,7 +229,9 @@ class _Table(Search):
 
     MISS = {"": 1.0, "A": 0.5, "B": 0.6, "C": 0.9, "AB": 0.5, "AC": 0.5, "BC": 0.05}
 
-    def __init__(self, beam: int):
+    def __init__(self, beam: int = 1, miss: dict | None = None):
+        if miss is not None:
+            self.MISS = miss
         self.s = Settings(target=0.9, beam=beam, min_gain=0.01)
         self.evaluations, self.passes, self.verified, self.seen = 0, 0, [], set()
 
@@ -250,12 +252,24 @@ class _Table(Search):
 def test_beam_search_escapes_the_greedy_dead_end():
     """Greedy takes A (the best first step), after which nothing helps; a beam of 2 also keeps
     B, which with C reaches the target. Each step is one batched pass; the answer is verified."""
-    assert _Table(beam=1).grow((), None) is None
+    assert _Table(beam=1).build_up((), None) is None
     search = _Table(beam=2)
-    found = search.grow((), None)
+    found = search.build_up((), None)
     assert [p.name for p in found] == ["B", "C"]
     assert search.verified == [("B", "C")]
     assert search.passes == 3  # the start, then one pass per step
+
+
+def test_prune_down_finds_parts_that_only_work_together():
+    """No child helps alone, so building up fails; all three together are good, and dropping
+    C (the lowest miss among the good removals) leaves A and B, from which nothing can go."""
+    together = dict.fromkeys(["", "A", "B", "C", "AC", "BC"], 1.0) | {"AB": 0.05, "ABC": 0.04}
+    search = _Table(miss=together)
+    assert search.build_up((), None) is None
+    found = search.grow((), None)
+    assert [p.name for p in found] == ["A", "B"]
+    assert search.verified[-1] == ("A", "B")
+    assert _Table(miss=together | {"ABC": 0.5}).grow((), None) is None  # not even all at once
 
 
 def test_mixed_inputs_take_row_i_from_corruption_i_mod_k():

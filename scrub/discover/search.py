@@ -267,11 +267,42 @@ class Search:
 
     def good(self, parts) -> bool:
         """Recovered within ``1 - target`` of 1, and so is the per-example miss."""
-        r, _, miss = self.score(parts)
+        return self._good(self.score(parts))
+
+    def _good(self, score: tuple[float, float, float]) -> bool:
+        r, _, miss = score
         return abs(1.0 - r) <= 1.0 - self.s.target and miss <= 1.0 - self.s.target
 
     def grow(self, parts, parent: Part | None):
         """Add children to ``parent`` (None: the output) until ``target``; None if that fails.
+
+        First :meth:`build_up`; where no one child helps on its own (parts that only work
+        together, e.g. a name mover's query and the names its keys read), :meth:`prune_down`.
+        """
+        return self.build_up(parts, parent) or self.prune_down(parts, parent)
+
+    def prune_down(self, parts, parent: Part | None):
+        """Every candidate child of ``parent`` at once, then, one batched pass per step, drop the
+        child whose removal leaves the lowest miss while the hypothesis stays good (ACDC's order,
+        in causal-scrubbing semantics); None if even all of them together are not good."""
+        kept: list[Part] = []
+        for c in self.candidates(parts, parent):  # names made unique among the siblings
+            kept.append(replace(c, name=self._name((*parts, *kept), c.name)))
+        if not kept or not self.good((*parts, *kept)):
+            return None
+        while kept:
+            options = [(*parts, *kept[:i], *kept[i + 1 :]) for i in range(len(kept))]
+            scores = self.score_all(options)
+            good = [i for i, sc in enumerate(scores) if self._good(sc)]
+            if not good:
+                break
+            kept.pop(min(good, key=lambda i: scores[i][2]))
+        found = (*parts, *kept)
+        self.verify(found)
+        return found if self.good(found) else None
+
+    def build_up(self, parts, parent: Part | None):
+        """Add children to ``parent`` one at a time until ``target``; None if that fails.
 
         A beam search: each step scrubs every candidate child of each of the ``beam`` best
         hypotheses so far in one batched pass, and keeps the ``beam`` that lower the per-example
