@@ -408,6 +408,14 @@ def test_all_position_heads_are_candidates_for_k_and_v_only(monkeypatch):
     assert {a for a in asked if a[2] is None} == {("k", (1, 0), None), ("v", (1, 0), None)}
     spread = next(p for p in found if p.component == Head(0, 0, None))
     assert spread.name == "0.0@all" and spread.parent == "1.0@END"
+    # A head already feeding k at S and the same head everywhere would both patch S: the engine
+    # rejects that, so neither is offered once the other is there (other slots stay open).
+    at_s = next(p for p in found if p.component == Head(0, 0, "S"))
+    offered = heads(search.candidates((named, at_s), named))
+    assert (Head(0, 0, None), ("k",)) not in offered and (Head(0, 0, "END"), ("k",)) in offered
+    offered = heads(search.candidates((named, spread), named))
+    assert not {(Head(0, 0, p), ("k",)) for p in ("S", "END")} & offered
+    assert (Head(0, 0, "END"), ("q",)) in offered
 
     everywhere = Part("1.0@all", Head(1, 0, None), OUTPUT, (LOGITS,), expanded=True)
     found = search.candidates((everywhere,), everywhere)

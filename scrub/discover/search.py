@@ -135,6 +135,23 @@ def build(parts, name: str, other: Rule) -> Hypothesis:
     )
 
 
+def clashes(part: Part, siblings) -> bool:
+    """``part`` would claim what one of ``siblings`` (its parent's other children) does: the same
+    component in a shared slot at an overlapping position (equal, or either at all positions).
+    The engine rejects that (a head at END and everywhere would be patched twice at END).
+
+    >>> clashes(Part("a", Head(0, 1, None), "p", ("k",)), [Part("b", Head(0, 1, "S"), "p", ("k",))])
+    True
+    """
+    c = part.component
+    return any(
+        replace(s.component, position=None) == replace(c, position=None)
+        and bool(set(s.slots) & set(part.slots))
+        and (s.component.position == c.position or None in (s.component.position, c.position))
+        for s in siblings
+    )
+
+
 def without(parts, name: str) -> tuple[Part, ...]:
     """``parts`` minus ``name`` and everything that feeds only through it."""
     gone = {name}
@@ -285,12 +302,8 @@ class Search:
                 comp = Head(site.layer, site.head, site.position)
                 part = Part(self._name(parts, str(site)), comp, pname, (slot,))
                 heads.append((-abs(value), f"{site} {slot}", part))
-        taken = {(p.component, p.slots) for p in parts if p.parent == pname}
-        heads = [
-            h
-            for h in sorted(heads, key=lambda h: h[:2])
-            if (h[2].component, h[2].slots) not in taken
-        ]
+        siblings = [p for p in parts if p.parent == pname]
+        heads = [h for h in sorted(heads, key=lambda h: h[:2]) if not clashes(h[2], siblings)]
         out = [h[2] for h in heads[: self.s.shortlist]]
         embed_at = [at] if parent is None else [p for p in self.positions if self._feeds(p, at)]
         for p in embed_at:
@@ -298,10 +311,9 @@ class Search:
                 slots = ("resid",)
             else:  # an embedding reaches the query only at the node's own position (or all)
                 slots = ("q", "k", "v") if at in (p, None) else ("k", "v")
-            if (Embed(p), slots) not in taken:
-                out.append(
-                    Part(self._name(parts, f"embed@{p} for {pname}"), Embed(p), pname, slots)
-                )
+            part = Part(self._name(parts, f"embed@{p} for {pname}"), Embed(p), pname, slots)
+            if not clashes(part, siblings):
+                out.append(part)
         return out
 
     def recovered(self, hypotheses: list[Hypothesis]) -> list[float]:
