@@ -362,3 +362,175 @@ def test_acdc_keeps_exactly_the_edges_that_move_the_metric(golden):
         Edge(Site(0, 2, "END"), None, LOGITS),
         Edge(Site(0, 3, "END"), None, LOGITS),
     }
+
+
+# ---- heads at all positions -------------------------------------------------------------------
+
+
+def _fake_scores(table: dict, asked: list):
+    """A stand-in for path patching: ``table[(slot, receiver, position)]``, calls recorded."""
+
+    def receiver_scores(model, inputs, receiver, positions):
+        (p,) = positions
+        asked.append((*receiver, p))
+        return table.get((*receiver, p), {})
+
+    return receiver_scores
+
+
+def test_all_position_heads_are_candidates_for_k_and_v_only(monkeypatch):
+    """Positions S before END. Into 1.0@END's k: 0.0 scores 0.2 at S and 0.4 at all positions
+    (it spreads: a candidate); 0.1 scores 0.3 at S and 0.305 at all (within ``min_spread`` of
+    one position: not one). Its q and the logits are never scanned at all positions; a node at
+    all positions queries everywhere, so its q is."""
+    from types import SimpleNamespace
+
+    from scrub.discover import search as S
+    from scrub.scrubbing.hypothesis import Head
+
+    k = ("k", (1, 0))
+    table = {
+        (LOGITS, None, "END"): {Site(1, 0, "END"): 0.9},
+        ("q", (1, 0), "END"): {Site(0, 0, "END"): 0.5},
+        (*k, "S"): {Site(0, 0, "S"): 0.2, Site(0, 1, "S"): 0.3},
+        (*k, "END"): {Site(0, 0, "END"): 0.1, Site(0, 1, "END"): 0.0},
+        (*k, None): {Site(0, 0, None): 0.4, Site(0, 1, None): 0.305},
+        ("q", (1, 0), None): {Site(0, 2, None): 0.7},
+    }
+    asked: list = []
+    monkeypatch.setattr(S, "receiver_scores", _fake_scores(table, asked))
+    ds = SimpleNamespace(positions={"S": [1, 1], "END": [3, 3]})
+    search = Search(None, ds, None, Settings(shortlist=20, min_spread=0.01), None)
+
+    def heads(parts):
+        return {(p.component, p.slots) for p in parts if isinstance(p.component, Head)}
+
+    assert heads(search.candidates((), None)) == {(Head(1, 0, "END"), (LOGITS,))}
+    assert asked == [(LOGITS, None, "END")]
+
+    named = Part("1.0@END", Head(1, 0, "END"), OUTPUT, (LOGITS,), expanded=True)
+    found = search.candidates((named,), named)
+    assert heads(found) == {
+        (Head(0, 0, "END"), ("q",)),
+        (Head(0, 0, "S"), ("k",)),
+        (Head(0, 1, "S"), ("k",)),
+        (Head(0, 0, "END"), ("k",)),
+        (Head(0, 1, "END"), ("k",)),
+        (Head(0, 0, None), ("k",)),
+    }
+    assert ("q", (1, 0), None) not in asked
+    assert {a for a in asked if a[2] is None} == {("k", (1, 0), None), ("v", (1, 0), None)}
+    spread = next(p for p in found if p.component == Head(0, 0, None))
+    assert spread.name == "0.0@all" and spread.parent == "1.0@END"
+    # A head already feeding k at S and the same head everywhere would both patch S: the engine
+    # rejects that, so neither is offered once the other is there (other slots stay open).
+    at_s = next(p for p in found if p.component == Head(0, 0, "S"))
+    offered = heads(search.candidates((named, at_s), named))
+    assert (Head(0, 0, None), ("k",)) not in offered and (Head(0, 0, "END"), ("k",)) in offered
+    offered = heads(search.candidates((named, spread), named))
+    assert not {(Head(0, 0, p), ("k",)) for p in ("S", "END")} & offered
+    assert (Head(0, 0, "END"), ("q",)) in offered
+
+    everywhere = Part("1.0@all", Head(1, 0, None), OUTPUT, (LOGITS,), expanded=True)
+    found = search.candidates((everywhere,), everywhere)
+    assert (Head(0, 2, None), ("q",)) in heads(found)
+    # Its query reads every position, so an embedding there feeds q too.
+    assert (Embed("S"), ("q", "k", "v")) in {(p.component, p.slots) for p in found}
+
+
+def test_all_position_attribution_equals_the_hooked_reference(tiny_model):
+    """receiver_scores at None against the two-pass hook reference, sender by sender: senders at
+    every position, the receiver's k input patched at every position. Compared as logit
+    differences (a score is 1 - (patched - corrupted) / (clean - corrupted), the kernel's clean
+    and corrupted). It differs from every named position's score, so a None silently read as
+    one position would fail."""
+    from test_patching_path import tiny_inputs
+
+    from scrub.discover.attribution import receiver_scores
+    from scrub.patching import Component, Receivers
+    from scrub.patching.hooked import reference_caches, reference_path_patch
+    from scrub.patching.inputs import run_caches, run_logit_diffs
+
+    inputs = tiny_inputs()
+    recv = Receivers("k", ((2, 0),), None)
+    caches = reference_caches(tiny_model, inputs)
+    with torch.no_grad():
+        scores = receiver_scores(tiny_model, inputs, ("k", (2, 0)), [None])
+        named = receiver_scores(tiny_model, inputs, ("k", (2, 0)), ["END", "S2", "IO"])
+        w = tiny_model.weights
+        clean, bad = (float(x.mean()) for x in run_logit_diffs(w, run_caches(w, inputs), inputs))
+        want = {
+            Site(layer, head, None): float(
+                reference_path_patch(
+                    tiny_model, inputs, Component("head", layer, head, None), recv, "free", caches
+                ).mean()
+            )
+            for layer in (0, 1)
+            for head in range(4)
+        }
+    assert set(scores) == set(want)
+    for site, ld in want.items():
+        assert bad + (1.0 - scores[site]) * (clean - bad) == pytest.approx(ld, abs=1e-5), str(site)
+    gaps = [
+        min(abs(scores[s] - named[Site(s.layer, s.head, p)]) for p in ("END", "S2", "IO"))
+        for s in scores
+    ]
+    assert max(gaps) > 1e-2
+
+
+def _spread_parts():
+    """1.0@END reads 0.0 at every position through v (it reads END: hard attention), 1.1@END
+    kept: the golden model's circuit with 0.0 claimed everywhere."""
+    from scrub.scrubbing.hypothesis import Head
+
+    return (
+        Part("1.0@END", Head(1, 0, "END"), OUTPUT, (LOGITS,), expanded=True),
+        Part("0.0@all", Head(0, 0, None), "1.0@END", ("v",)),
+        Part("1.1@END", Head(1, 1, "END"), OUTPUT, (LOGITS,)),
+    )
+
+
+def _found(parts, hypothesis, recovered, costs):
+    from scrub.discover.search import Found
+
+    return Found(parts, hypothesis, recovered, 0.0, costs, {}, 0, 0)
+
+
+def test_all_position_node_round_trips_through_the_file(golden, tmp_path):
+    from scrub.discover.search import build
+
+    ds = golden_dataset(600, echo_rate=0.5)
+    parts = _spread_parts()
+    h = build(parts, "found", random)
+    with torch.no_grad():
+        r = scrub_hypothesis(h, golden, ds, n=200, seed=0)
+    # 0.0 carries x1 into 1.0 at END, from the reference row: the construction is exact.
+    assert r.recovered == pytest.approx(1.0, abs=0.02)
+    found = _found(parts, h, r.recovered, dict.fromkeys((p.name for p in parts), 0.5))
+    path = tmp_path / "found.py"
+    write_hypothesis(found, path, variable="found", title="found", header="Found.")
+    assert 'heads("0.0", at=None)' in path.read_text()
+    loaded = load_hypothesis(f"{path}::found")
+    assert loaded.nodes == h.nodes
+    with torch.no_grad():
+        assert scrub_hypothesis(loaded, golden, ds, n=200, seed=0).recovered == r.recovered
+
+
+def test_an_all_position_node_claims_its_head_at_every_named_position():
+    """0.0@all is a member: 0.0 at IO, S, ECHO and END all score as members (above 1), and so
+    does its edge into 1.0.v from each of them; 0.1 (not found) stays below 1."""
+    from scrub.discover.search import build
+
+    parts = _spread_parts()
+    found = _found(
+        parts, build(parts, "found", random), 1.0, {"1.0@END": 2.0, "0.0@all": 1.0, "1.1@END": 2.0}
+    )
+    space = Space(2, 4, ("IO", "S", "ECHO", "END"))
+    sites = site_scores(found, space)
+    member = sites[Site(0, 0, "IO")]
+    assert member > 1
+    assert all(sites[Site(0, 0, p)] == member for p in space.positions)
+    assert all(sites[Site(0, 1, p)] < 1 for p in space.positions)
+    edges = edge_scores(found, space)
+    assert all(edges[Edge(Site(0, 0, p), (1, 0), "v")] == member for p in space.positions)
+    assert edges[Edge(Site(0, 0, "END"), (1, 0), "k")] < 1

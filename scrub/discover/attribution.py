@@ -3,11 +3,17 @@
 The score of sender ``s`` for receiver slot ``q|k|v`` of head ``L.H`` (or the logits) is the
 fraction of the clean logit difference lost when the receiver reads ``s``'s corrupted output at
 ``s``'s position, every other head frozen (:func:`scrub.patching.path_scan`): 0 means no effect.
-The search uses these only to decide what to try first; every step it accepts is scrubbed.
+A sender at every position (position None) is read there by the receiver's slot at every
+position: for a k or v slot, every key the receiver's query can see. The receiver's own output
+then changes at every query position, not only at the one its node sits at; the named k and v
+scores share that approximation, which only orders candidates: every step the search accepts
+is scrubbed.
 
 >>> scores = receiver_scores(model, inputs, ("q", (3, 1)), positions=["END"])  # doctest: +SKIP
 >>> scores[Site(2, 0, "END")]                                                  # doctest: +SKIP
 0.93
+>>> receiver_scores(model, inputs, ("v", (2, 0)), positions=[None])           # doctest: +SKIP
+{Site(layer=0, head=0, position=None): 0.41, ...}
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from scrub.discover.space import LOGITS, Edge, Site
 
 
 def receiver_scores(
-    model, inputs, receiver: tuple[str, tuple[int, int] | None], positions: Iterable[str]
+    model, inputs, receiver: tuple[str, tuple[int, int] | None], positions: Iterable[str | None]
 ) -> dict[Site, float]:
     """Scores of every upstream head at each of ``positions`` for one receiver slot.
 
-    ``receiver`` is ``(slot, (layer, head))`` or ``("logits", None)``.
+    ``receiver`` is ``(slot, (layer, head))`` or ``("logits", None)``. At a named position the
+    senders and the receiver's slot are patched there; at None (every position), senders at
+    every position and the slot at every position (``Receivers(slot, heads, None)``). The logits
+    read END only, so they skip every other position, None included.
     """
     from scrub.patching import Receivers, path_scan
 

@@ -166,6 +166,8 @@ def discover_command(
     )
     heads = found.head_parts()
     n_embed = len(found.parts) - len(heads)
+    spread = sum(p.site.position is None for p in heads)
+    where = f"({spread} at all positions)" if spread else "at named positions"
     rec = f"{found.recovered:.3f} +- {found.recovered_se:.3f}"
     source = (
         "a random prompt"
@@ -183,7 +185,7 @@ def discover_command(
         rerun += f" --n {n}"
     header = "\n\n".join(
         [
-            f"Found by scrub's search: {len(heads)} heads at named positions, {n_embed} "
+            f"Found by scrub's search: {len(heads)} heads {where}, {n_embed} "
             f"embeddings ({found.evaluations} scrubs in {found.passes} batched passes, "
             f"{seconds:.0f} s).",
             "    "

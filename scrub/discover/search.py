@@ -1,11 +1,12 @@
 """The search: a forward build from the logits backwards, each accepted step scrubbed.
 
-What is searched. A hypothesis whose nodes are heads at named positions (and token embeddings at
-named positions as leaves), every node drawn with ``keep`` (it computes on the reference row), so
-the claim is structural: *these* paths from the embeddings through *these* heads carry the
-behaviour, and everything else feeding each internal node is resampled by ``other`` (by default
-from a prompt of the same template, so that named positions line up, as ACDC's resample ablation
-and the toy's own claims do). The output's other inputs are random, as in ``scrub run``.
+What is searched. A hypothesis whose nodes are heads at named positions or at all positions
+(and token embeddings at named positions as leaves), every node drawn with ``keep`` (it computes
+on the reference row), so the claim is structural: *these* paths from the embeddings through
+*these* heads carry the behaviour, and everything else feeding each internal node is resampled
+by ``other`` (by default from a prompt of the same template, so that named positions line up, as
+ACDC's resample ablation and the toy's own claims do). The output's other inputs are random, as
+in ``scrub run``.
 
 How. Start from the output and add heads at END (and the END token) feeding it, best first,
 until the scrub recovers ``target`` (see :meth:`Search.good`: overshooting misses too). Every
@@ -14,6 +15,8 @@ order they were added, try to *expand* it: make it an internal node (its unexpla
 resampled) and add children feeding its q, k and v until the hypothesis again recovers
 ``target``; if that fails within ``max_steps`` the leaf stays kept.
 Candidates are ordered by path patching into that slot (:mod:`scrub.discover.attribution`).
+A head at all positions is a candidate for k and v slots (and every slot of a node that is itself
+at all positions), never for the logits or a named node's q (:meth:`Search.sender_positions`).
 Each step of an expansion is a beam search step: for each of the ``beam`` best hypotheses so far,
 the ``shortlist`` best heads and every embedding that can feed the slot are added in turn, and
 all these candidates are scrubbed in *one batched pass* (:func:`scrub.scrubbing.scrub_many`: one
@@ -54,7 +57,8 @@ class Part:
     """One node of the search's hypothesis: a head or an embedding feeding ``parent``'s slots.
 
     ``parent`` is the name of another part or OUTPUT; ``expanded`` parts are internal (their
-    other inputs resampled), the rest are kept leaves.
+    other inputs resampled), the rest are kept leaves. A head at all positions (position None)
+    has the site ``L.H@all`` and the name ``"L.H@all"``, and is expanded like any other head.
     """
 
     name: str
@@ -75,7 +79,10 @@ class Settings:
     draws internal nodes' unexplained inputs; per step, the ``shortlist`` best heads by path
     patching are tried on each of the ``beam`` best hypotheses; an expansion adds at most
     ``max_steps`` children, each lowering the per-example miss by ``min_gain``; ``prune`` drops
-    heads the target does not need. ``beam=1`` is the greedy search."""
+    heads the target does not need. ``beam=1`` is the greedy search. A head at all positions is
+    tried only where its path-patching score beats its best named position's by ``min_spread``
+    (a fraction of the clean - corrupted logit difference): otherwise one position carries what
+    it does and the named head is the same claim, narrower (and near-ties would pick either)."""
 
     target: float = 0.9
     n: int = 200
@@ -85,6 +92,7 @@ class Settings:
     beam: int = 3
     max_steps: int = 6
     min_gain: float = 0.005
+    min_spread: float = 0.01
     prune: bool = True
 
 
@@ -124,6 +132,23 @@ def build(parts, name: str, other: Rule) -> Hypothesis:
             )
             for p in parts
         ],
+    )
+
+
+def clashes(part: Part, siblings) -> bool:
+    """``part`` would claim what one of ``siblings`` (its parent's other children) does: the same
+    component in a shared slot at an overlapping position (equal, or either at all positions).
+    The engine rejects that (a head at END and everywhere would be patched twice at END).
+
+    >>> clashes(Part("a", Head(0, 1, None), "p", ("k",)), [Part("b", Head(0, 1, "S"), "p", ("k",))])
+    True
+    """
+    c = part.component
+    return any(
+        replace(s.component, position=None) == replace(c, position=None)
+        and bool(set(s.slots) & set(part.slots))
+        and (s.component.position == c.position or None in (s.component.position, c.position))
+        for s in siblings
     )
 
 
@@ -218,8 +243,54 @@ class Search:
             k += 1
         return f"{base} #{k}"
 
+    def _feeds(self, p: str, at: str | None) -> bool:
+        """Named position ``p`` can feed a query at ``at`` (None: the node queries everywhere)."""
+        return at is None or self.before[(p, at)]
+
+    def sender_positions(self, slot: str, at: str | None) -> list[str | None]:
+        """Where senders into ``slot`` of a node at ``at`` are tried (None: every position).
+
+        The logits read END. A q slot of a node at a named position reads only that position,
+        which the named sender there covers: a sender at every position would add nothing (its
+        output elsewhere reaches neither the query nor, in the scrub, anything else). A k or v
+        slot reads every position the query can see, so a sender there can be spread over all of
+        them: heads at all positions are tried alongside each named position. A node at every
+        position (None) queries everywhere, so its q slot is like its k and v.
+        """
+        if slot == LOGITS:
+            return ["END"]
+        if slot == "q" and at is not None:
+            return [at]
+        return [p for p in self.positions if self._feeds(p, at)] + [None]
+
+    def slot_scores(self, slot: str, recv, at: str | None) -> dict[Site, float]:
+        """Path-patching scores of the senders tried into ``slot`` of ``recv`` (a node at
+        ``at``), memoised per sender position; a head at all positions only where its score
+        beats its best named position's by ``min_spread``."""
+        scores: dict[Site, float] = {}
+        for p in self.sender_positions(slot, at):
+            key = (slot, recv, p)
+            if key not in self.attribution:
+                self.attribution[key] = receiver_scores(self.model, self.inputs, (slot, recv), [p])
+            scores |= self.attribution[key]
+        best: dict[tuple[int, int], float] = {}  # each head's best named position
+        for site, value in scores.items():
+            if site.position is not None:
+                lh = (site.layer, site.head)
+                best[lh] = max(best.get(lh, 0.0), abs(value))
+        return {
+            site: value
+            for site, value in scores.items()
+            if site.position is not None
+            or abs(value) >= best.get((site.layer, site.head), 0.0) + self.s.min_spread
+        }
+
     def candidates(self, parts, parent: Part | None) -> list[Part]:
-        """Heads (best ``shortlist`` by path patching) and embeddings that could feed ``parent``."""
+        """Heads (best ``shortlist`` by path patching) and embeddings that could feed ``parent``.
+
+        Heads at named positions and at all positions share one ranking; a head at all positions
+        enters it only when spreading beats its best named position by ``min_spread``.
+        """
         if parent is None:
             recvs, pname, at = [(LOGITS, None)], OUTPUT, "END"
         else:
@@ -227,32 +298,22 @@ class Search:
             recvs, pname, at = [(s, (c.layer, c.head)) for s in "qkv"], parent.name, c.position
         heads: list[tuple[float, str, Part]] = []
         for slot, recv in recvs:
-            ps = (
-                [at]
-                if slot in ("q", LOGITS)
-                else [p for p in self.positions if self.before[(p, at)]]
-            )
-            key = (slot, recv, tuple(ps))
-            if key not in self.attribution:
-                self.attribution[key] = receiver_scores(self.model, self.inputs, (slot, recv), ps)
-            for site, value in self.attribution[key].items():
+            for site, value in self.slot_scores(slot, recv, at).items():
                 comp = Head(site.layer, site.head, site.position)
                 part = Part(self._name(parts, str(site)), comp, pname, (slot,))
                 heads.append((-abs(value), f"{site} {slot}", part))
-        taken = {(p.component, p.slots) for p in parts if p.parent == pname}
-        heads = [
-            h
-            for h in sorted(heads, key=lambda h: h[:2])
-            if (h[2].component, h[2].slots) not in taken
-        ]
+        siblings = [p for p in parts if p.parent == pname]
+        heads = [h for h in sorted(heads, key=lambda h: h[:2]) if not clashes(h[2], siblings)]
         out = [h[2] for h in heads[: self.s.shortlist]]
-        embed_at = [at] if parent is None else [p for p in self.positions if self.before[(p, at)]]
+        embed_at = [at] if parent is None else [p for p in self.positions if self._feeds(p, at)]
         for p in embed_at:
-            slots = ("resid",) if parent is None else (("q", "k", "v") if p == at else ("k", "v"))
-            if (Embed(p), slots) not in taken:
-                out.append(
-                    Part(self._name(parts, f"embed@{p} for {pname}"), Embed(p), pname, slots)
-                )
+            if parent is None:
+                slots = ("resid",)
+            else:  # an embedding reaches the query only at the node's own position (or all)
+                slots = ("q", "k", "v") if at in (p, None) else ("k", "v")
+            part = Part(self._name(parts, f"embed@{p} for {pname}"), Embed(p), pname, slots)
+            if not clashes(part, siblings):
+                out.append(part)
         return out
 
     def recovered(self, hypotheses: list[Hypothesis]) -> list[float]:
@@ -395,20 +456,40 @@ def _member(cost: float) -> float:
     return 1.0 + 1.0 / (1.0 + float(np.exp(-cost)))
 
 
+def claimed(site: Site, space) -> list[Site]:
+    """The named sites a found node claims: itself, or for a head at all positions, that head
+    at every named position of ``space`` (it carries whatever the head does at each of them).
+
+    >>> claimed(Site(1, 2, None), Space(2, 4, ("S", "END")))   # doctest: +SKIP
+    [Site(layer=1, head=2, position='S'), Site(layer=1, head=2, position='END')]
+    """
+    if site.position is not None:
+        return [site]
+    return [Site(site.layer, site.head, p) for p in space.positions]
+
+
 def site_scores(found: Found, space) -> dict[Site, float]:
     """A ranking of every site: the found hypothesis's heads first (by what dropping each costs),
-    then the rest by the largest path-patching score the search saw for them (0 if none)."""
+    then the rest by the largest path-patching score the search saw for them (0 if none).
+
+    A head found at all positions claims that head at every named position (:func:`claimed`):
+    each of those sites gets its membership score. A path-patching score of a sender at all
+    positions ranks no site: it is not evidence about any one position, and each named position
+    has its own score.
+    """
     out = dict.fromkeys(space.sites(), 0.0)
     for (site, _, _), v in found.attribution.items():
         if site in out:
             out[site] = max(out[site], _squash(v))
     for p in found.head_parts():
-        out[p.site] = max(out[p.site], _member(found.costs[p.name]))
+        for site in claimed(p.site, space):
+            out[site] = max(out[site], _member(found.costs[p.name]))
     return out
 
 
 def edge_scores(found: Found, space) -> dict:
-    """The same for edges: the hypothesis's head -> head (or -> logits) edges first."""
+    """The same for edges: the hypothesis's head -> head (or -> logits) edges first; a head at
+    all positions claims its edge from every named position (as in :func:`site_scores`)."""
     from scrub.discover.space import Edge
 
     out = dict.fromkeys(space.edges(), 0.0)
@@ -419,11 +500,12 @@ def edge_scores(found: Found, space) -> dict:
     by_name = {p.name: p for p in found.parts}
     for p in found.head_parts():
         parent = by_name.get(p.parent)
+        senders = claimed(p.site, space)
         if p.parent == OUTPUT:
-            edges = [Edge(p.site, None, LOGITS)]
+            edges = [Edge(s, None, LOGITS) for s in senders]
         elif parent is not None and isinstance(parent.component, Head):
             recv = (parent.component.layer, parent.component.head)
-            edges = [Edge(p.site, recv, s) for s in p.slots]
+            edges = [Edge(s, recv, slot) for s in senders for slot in p.slots]
         else:
             edges = []
         for e in edges:

@@ -1,14 +1,18 @@
 """The candidate space: heads at named positions, and the edges between them.
 
-A :class:`Site` is one head at one named position (``0.1@S1+1``); an :class:`Edge` says that a
-receiver reads a sender's output at the sender's position through one slot (``q``, ``k``, ``v``)
-or that the logits read it (receiver ``None``, only at END). Ground truth, found circuits and
-every baseline's scores are expressed on these, so they can be compared.
+A :class:`Site` is one head at one named position (``0.1@S1+1``), or at every position
+(``1.2@all``: only the search proposes those; the space and ground truth are named positions);
+an :class:`Edge` says that a receiver reads a sender's output at the sender's position through
+one slot (``q``, ``k``, ``v``) or that the logits read it (receiver ``None``, only at END).
+Ground truth, found circuits and every baseline's scores are expressed on these, so they can be
+compared.
 
 >>> Site(0, 1, "S1+1")
 Site(layer=0, head=1, position='S1+1')
->>> str(Edge(Site(2, 0, "END"), Site(3, 1, "END"), "q"))
+>>> str(Edge(Site(2, 0, "END"), (3, 1), "q"))
 '2.0@END -> 3.1.q'
+>>> str(Site(1, 2, None))
+'1.2@all'
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ LOGITS = "logits"
 
 @dataclass(frozen=True, order=True)
 class Site:
-    """Head ``layer.head`` at named position ``position``."""
+    """Head ``layer.head`` at named position ``position``, or at every position (None).
+
+    None is written ``@all``, as ``scrub patch path`` writes a receiver at every position, so a
+    site never reads as a bare ``L.H``. Sort only sites of one kind (None and a name do not order).
+    """
 
     layer: int
     head: int
-    position: str
+    position: str | None
 
     def __str__(self) -> str:
-        return f"{self.layer}.{self.head}@{self.position}"
+        return f"{self.layer}.{self.head}@{'all' if self.position is None else self.position}"
 
 
 @dataclass(frozen=True, order=True)
@@ -40,7 +48,8 @@ class Edge:
     """``receiver`` (a head; None = the logits) reads ``sender``'s output through ``slot``.
 
     The receiver's position is not part of the edge: a q edge is read at the sender's position
-    (the receiver's query there), a k or v edge at the sender's position as a key.
+    (the receiver's query there), a k or v edge at the sender's position as a key (every
+    position, for a sender at all positions).
     """
 
     sender: Site
