@@ -303,6 +303,9 @@ def test_discover_on_prompt_files_writes_a_file_scrub_run_reproduces(tmp_path, c
     assert f"--dataset {clean} --n 60" in rerun
     assert main(rerun.split()[1:]) == 0
     assert re.search(rf"recovered\s+{recovered}", capsys.readouterr().out)
+    again = tmp_path / "again.py"
+    assert main(["discover", *args, "--out", str(again), "--no-progress"]) == 0
+    assert again.read_text() == text.replace(str(out), str(again))  # same seed, same file
 
 
 def test_rank_of_counts_strictly_higher_scores():

@@ -185,9 +185,11 @@ def discover_command(
         rerun += f" --n {n}"
     header = "\n\n".join(
         [
-            f"Found by scrub's search: {len(heads)} heads {where}, {n_embed} "
-            f"embeddings ({found.evaluations} scrubs in {found.passes} batched passes, "
-            f"{seconds:.0f} s).",
+            textwrap.fill(
+                f"Found by scrub's search: {len(heads)} heads {where}, {n_embed} embeddings "
+                f"({found.evaluations} scrubs in {found.passes} batched passes).",
+                99,
+            ),
             "    "
             + command.replace(" --seed", " \\\n        --seed").replace(
                 " --out", " \\\n        --out"
