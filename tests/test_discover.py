@@ -74,13 +74,29 @@ def golden_inputs(ds, seed: int = 1) -> PatchInputs:
     return PatchInputs(ds.tokens, bad, ds.mask, ds.answers, dict(ds.positions))
 
 
+#: What the golden search reported to its progress callback: (recovered, heads, scrubs).
+PROGRESS: list[tuple[float, int, int]] = []
+
+
 @pytest.fixture(scope="module")
 def golden_found(golden):
     ds = golden_dataset(600, echo_rate=0.5)
     inputs = golden_inputs(golden_dataset(100, echo_rate=0.5, seed=3))
+    settings = Settings(target=0.9, n=200, other=random)
     with torch.no_grad():
-        found = discover(golden, ds, inputs, Settings(target=0.9, n=200, other=random))
+        found = discover(golden, ds, inputs, settings, lambda *a: PROGRESS.append(a))
     return found, ds
+
+
+def test_progress_reports_scrubs_so_far_and_the_last_accepted_hypothesis(golden_found):
+    found, _ = golden_found
+    scrubs = [s for _, _, s in PROGRESS]
+    assert scrubs == sorted(scrubs) and len(PROGRESS) > 1
+    # the costs of the found nodes are scrubbed after the last report
+    assert scrubs[-1] == found.evaluations - len(found.parts)
+    recovered, heads, _ = PROGRESS[-1]
+    assert heads == len(found.head_parts())
+    assert recovered == found.recovered
 
 
 def test_search_finds_the_built_circuit(golden_found):

@@ -187,6 +187,7 @@ class Search:
         self.progress = progress
         self.evaluations = 0  # hypotheses scrubbed
         self.passes = 0  # batched passes they took
+        self._accepted = (float("nan"), 0)  # recovered, heads: what the progress bar shows
         self.attribution: dict = {}
         pos = {k: np.asarray(v) for k, v in dataset.positions.items()}
         self.positions = list(dataset.positions)
@@ -212,6 +213,7 @@ class Search:
             self.passes += 1
             for parts, r in zip(todo, results):
                 self._cache[parts] = (r.recovered, r.recovered_se, per_example_miss(r))
+            self._report()
         return [self._cache[tuple(c)] for c in candidates]
 
     def score(self, parts) -> tuple[float, float, float]:
@@ -230,9 +232,13 @@ class Search:
         )
         self.evaluations += 1
         self._cache[tuple(parts)] = (r.recovered, r.recovered_se, per_example_miss(r))
+        self._accepted = (r.recovered, sum(isinstance(p.component, Head) for p in parts))
+        self._report()
+
+    def _report(self) -> None:
+        """Progress: the last accepted hypothesis's recovered fraction and heads, scrubs so far."""
         if self.progress:
-            heads = sum(isinstance(p.component, Head) for p in parts)
-            self.progress(r.recovered, heads, self.evaluations)
+            self.progress(*self._accepted, self.evaluations)
 
     def _name(self, parts, base: str) -> str:
         names = {p.name for p in parts}
