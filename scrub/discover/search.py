@@ -13,7 +13,8 @@ until the scrub recovers ``target`` (see :meth:`Search.good`: overshooting misse
 head added is a *kept leaf* (its whole input is the reference row). Then, leaf by leaf, in the
 order they were added, try to *expand* it: make it an internal node (its unexplained inputs
 resampled) and add children feeding its q, k and v until the hypothesis again recovers
-``target``; if that fails within ``max_steps`` the leaf stays kept.
+``target`` (:meth:`Search.build_up`; where no single child helps, :meth:`Search.prune_down` starts
+from every candidate child and drops them); if that fails the leaf stays kept.
 Candidates are ordered by path patching into that slot (:mod:`scrub.discover.attribution`).
 A head at all positions is a candidate for k and v slots (and every slot of a node that is itself
 at all positions), never for the logits or a named node's q (:meth:`Search.sender_positions`).
@@ -197,20 +198,21 @@ class Search:
         }
         self._cache: dict[tuple, tuple[float, float]] = {}
 
+    def _batch(self, hypotheses: list[Hypothesis]):
+        """Scrub ``hypotheses`` in one batched pass (counted)."""
+        results = self._scrub_many(
+            hypotheses, self.model, self.dataset, n=self.s.n, seed=self.s.seed
+        )
+        self.evaluations += len(hypotheses)
+        self.passes += 1
+        return results
+
     def score_all(self, candidates) -> list[tuple[float, float, float]]:
         """Scrub every tuple of parts in ``candidates`` in one batched pass (memoised):
         (recovered, its SE, per-example miss) for each."""
         todo = [c for c in dict.fromkeys(tuple(c) for c in candidates) if c not in self._cache]
         if todo:
-            results = self._scrub_many(
-                [build(parts, "candidate", self.s.other) for parts in todo],
-                self.model,
-                self.dataset,
-                n=self.s.n,
-                seed=self.s.seed,
-            )
-            self.evaluations += len(todo)
-            self.passes += 1
+            results = self._batch([build(parts, "candidate", self.s.other) for parts in todo])
             for parts, r in zip(todo, results):
                 self._cache[parts] = (r.recovered, r.recovered_se, per_example_miss(r))
             self._report()
@@ -324,10 +326,7 @@ class Search:
 
     def recovered(self, hypotheses: list[Hypothesis]) -> list[float]:
         """The recovered fraction of each of ``hypotheses``, in one batched pass."""
-        rs = self._scrub_many(hypotheses, self.model, self.dataset, n=self.s.n, seed=self.s.seed)
-        self.evaluations += len(hypotheses)
-        self.passes += 1
-        return [r.recovered for r in rs]
+        return [r.recovered for r in self._batch(hypotheses)]
 
     def miss(self, parts) -> float:
         return self.score(parts)[2]
