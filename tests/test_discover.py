@@ -250,6 +250,7 @@ class _Table(Search):
             self.MISS = miss
         self.s = Settings(target=0.9, beam=beam, min_gain=0.01)
         self.evaluations, self.passes, self.verified, self.seen = 0, 0, [], set()
+        self.closest = (float("inf"), ())
 
     def candidates(self, parts, parent):
         have = {p.component for p in parts}
@@ -286,6 +287,41 @@ def test_prune_down_finds_parts_that_only_work_together():
     assert [p.name for p in found] == ["A", "B"]
     assert search.verified[-1] == ("A", "B")
     assert _Table(miss=together | {"ABC": 0.5}).grow((), None) is None  # not even all at once
+
+
+def test_grouped_query_models_explain_only_queries():
+    """With key/value groups a single head's k and v are its group's (the engine refuses one
+    head there), so a head node's candidates feed q only: heads and the embedding at its own
+    position, and k/v receivers are never scanned."""
+    from types import SimpleNamespace
+
+    from scrub.discover import search as S
+    from scrub.scrubbing.hypothesis import Head
+
+    table = {("q", (1, 0), "END"): {Site(0, 0, "END"): 0.5}}
+    asked: list = []
+    model = SimpleNamespace(info=SimpleNamespace(n_heads=4, n_kv_heads=2))
+    ds = SimpleNamespace(positions={"S": [1, 1], "END": [3, 3]})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "receiver_scores", _fake_scores(table, asked))
+        search = Search(model, ds, None, Settings(), None)
+        named = Part("1.0@END", Head(1, 0, "END"), OUTPUT, (LOGITS,), expanded=True)
+        found = search.candidates((named,), named)
+    assert {(p.component, p.slots) for p in found} == {
+        (Head(0, 0, "END"), ("q",)),
+        (Embed("END"), ("q",)),
+    }
+    assert {a[0] for a in asked} == {"q"}
+
+
+def test_a_search_that_misses_the_target_returns_the_closest_hypothesis_it_scrubbed():
+    """Nothing reaches miss <= 0.1: building up goes A (0.6), AB (0.4), then ABC gains nothing;
+    all at once (ABC, 0.5) is not good either. run() stops at the output with the lowest-miss
+    set it scrubbed, AB, verified."""
+    short = {"": 1.0, "A": 0.6, "B": 0.7, "C": 0.9, "AB": 0.4, "AC": 0.6, "BC": 0.8, "ABC": 0.5}
+    search = _Table(miss=short)
+    assert [p.name for p in search.run()] == ["A", "B"]
+    assert search.verified[-1] == ("A", "B")
 
 
 def test_mixed_inputs_take_row_i_from_corruption_i_mod_k():
@@ -419,7 +455,8 @@ def test_all_position_heads_are_candidates_for_k_and_v_only(monkeypatch):
     asked: list = []
     monkeypatch.setattr(S, "receiver_scores", _fake_scores(table, asked))
     ds = SimpleNamespace(positions={"S": [1, 1], "END": [3, 3]})
-    search = Search(None, ds, None, Settings(shortlist=20, min_spread=0.01), None)
+    model = SimpleNamespace(info=SimpleNamespace(n_heads=4, n_kv_heads=4))
+    search = Search(model, ds, None, Settings(shortlist=20, min_spread=0.01), None)
 
     def heads(parts):
         return {(p.component, p.slots) for p in parts if isinstance(p.component, Head)}

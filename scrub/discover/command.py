@@ -183,6 +183,12 @@ def discover_command(
         rerun += f" --pool {pool}"
     if n != 200 and not from_file:
         rerun += f" --n {n}"
+    missed = (
+        ""
+        if found.reached
+        else f"NOT the target: no hypothesis the search built reached --target {target} (see "
+        f"README, 'What can go wrong'); this is the best it verified. "
+    )
     header = "\n\n".join(
         [
             textwrap.fill(
@@ -195,7 +201,8 @@ def discover_command(
                 " --out", " \\\n        --out"
             ),
             textwrap.fill(
-                f"{model}, n={n}, seed {seed}: recovered {rec}. Every node keeps the reference "
+                f"{model}, n={n}, seed {seed}: recovered {rec}. {missed}Every node keeps the "
+                "reference "
                 f"input; each internal node's other inputs come from {source}. Check it with "
                 f"`{rerun}`.",
                 99,
@@ -211,6 +218,8 @@ def discover_command(
         f"{found.evaluations} scrubs in {found.passes} passes"
     )
     typer.echo(f"wrote {out}")
+    if missed:
+        typer.echo(f"warning: {missed.strip()}", err=True)
     if truth is None:
         return
     from scrub.discover.compare import compare

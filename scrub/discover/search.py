@@ -109,6 +109,7 @@ class Found:
     attribution: dict[tuple[Site, str, tuple[int, int] | None], float]  # (sender, slot, receiver)
     evaluations: int  # hypotheses scrubbed
     passes: int  # the batched passes they took
+    reached: bool = True  # False: no hypothesis the search built reaches the target
 
     def head_parts(self) -> list[Part]:
         return [p for p in self.parts if isinstance(p.component, Head)]
@@ -189,6 +190,7 @@ class Search:
         self.evaluations = 0  # hypotheses scrubbed
         self.passes = 0  # batched passes they took
         self._accepted = (float("nan"), 0)  # recovered, heads: what the progress bar shows
+        self.closest: tuple[float, tuple] = (float("inf"), ())  # lowest miss scrubbed, and what
         self.attribution: dict = {}
         pos = {k: np.asarray(v) for k, v in dataset.positions.items()}
         self.positions = list(dataset.positions)
@@ -197,6 +199,12 @@ class Search:
             (p, q): bool((pos[p] <= pos[q]).any()) for p in self.positions for q in self.positions
         }
         self._cache: dict[tuple, tuple[float, float]] = {}
+        info = model.info
+        # With grouped-query attention a head's k and v inputs are its group's, so only a node
+        # holding the whole group could have children there (the engine refuses one head): the
+        # search's nodes are single heads, so their keys and values stay unexplained.
+        self.grouped = info.n_kv_heads not in (None, info.n_heads)
+        self.head_slots = ("q",) if self.grouped else ("q", "k", "v")
 
     def _batch(self, hypotheses: list[Hypothesis]):
         """Scrub ``hypotheses`` in one batched pass (counted)."""
@@ -303,7 +311,8 @@ class Search:
             recvs, pname, at = [(LOGITS, None)], OUTPUT, "END"
         else:
             c = parent.component
-            recvs, pname, at = [(s, (c.layer, c.head)) for s in "qkv"], parent.name, c.position
+            recvs = [(s, (c.layer, c.head)) for s in self.head_slots]
+            pname, at = parent.name, c.position
         heads: list[tuple[float, str, Part]] = []
         for slot, recv in recvs:
             for site, value in self.slot_scores(slot, recv, at).items():
@@ -318,7 +327,10 @@ class Search:
             if parent is None:
                 slots = ("resid",)
             else:  # an embedding reaches the query only at the node's own position (or all)
-                slots = ("q", "k", "v") if at in (p, None) else ("k", "v")
+                slots = self.head_slots
+                slots = slots if at in (p, None) else tuple(s for s in slots if s != "q")
+            if not slots:
+                continue
             part = Part(self._name(parts, f"embed@{p} for {pname}"), Embed(p), pname, slots)
             if not clashes(part, siblings):
                 out.append(part)
@@ -354,7 +366,11 @@ class Search:
         kept: list[Part] = []
         for c in self.candidates(parts, parent):  # names made unique among the siblings
             kept.append(replace(c, name=self._name((*parts, *kept), c.name)))
-        if not kept or not self.good((*parts, *kept)):
+        if not kept:
+            return None
+        everything = (*parts, *kept)
+        self.closest = min(self.closest, (self.miss(everything), everything), key=_first)
+        if not self.good(everything):
             return None
         while kept:
             options = [(*parts, *kept[:i], *kept[i + 1 :]) for i in range(len(kept))]
@@ -395,6 +411,7 @@ class Search:
                 return None
             misses = [m for _, _, m in self.score_all(options)]
             order = sorted(range(len(options)), key=lambda i: misses[i])
+            self.closest = min(self.closest, (misses[order[0]], options[order[0]]), key=_first)
             beam = [
                 (misses[i], options[i])
                 for i in order
@@ -405,7 +422,14 @@ class Search:
         return None
 
     def run(self) -> tuple[Part, ...]:
-        parts = self.grow((), None) or ()
+        """The search; if no set of heads at the output reaches the target, the closest one it
+        scrubbed (lowest miss), verified, with nothing expanded (:attr:`Found.reached` False)."""
+        self.closest = (float("inf"), ())
+        parts = self.grow((), None)
+        if parts is None:
+            parts = self.closest[1]
+            self.verify(parts)
+            return parts
         queue = [p.name for p in parts if isinstance(p.component, Head)]
         while queue:
             name = queue.pop(0)
@@ -424,6 +448,10 @@ class Search:
                         if self.good(smaller):
                             parts = smaller
         return parts
+
+
+def _first(pair):
+    return pair[0]
 
 
 def discover(model, dataset, inputs, settings: Settings = Settings(), progress=None) -> Found:
@@ -447,6 +475,7 @@ def discover(model, dataset, inputs, settings: Settings = Settings(), progress=N
         attribution=flat,
         evaluations=search.evaluations,
         passes=search.passes,
+        reached=search.good(parts),
     )
 
 
