@@ -74,8 +74,8 @@ def golden_inputs(ds, seed: int = 1) -> PatchInputs:
     return PatchInputs(ds.tokens, bad, ds.mask, ds.answers, dict(ds.positions))
 
 
-#: What the golden search reported to its progress callback: (recovered, heads, scrubs).
-PROGRESS: list[tuple[float, int, int]] = []
+#: What the golden search reported to its progress callback: (recovered, heads, nodes, scrubs).
+PROGRESS: list[tuple[float, int, int, int]] = []
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +90,12 @@ def golden_found(golden):
 
 def test_progress_reports_scrubs_so_far_and_the_last_accepted_hypothesis(golden_found):
     found, _ = golden_found
-    scrubs = [s for _, _, s in PROGRESS]
+    scrubs = [s for *_, s in PROGRESS]
     assert scrubs == sorted(scrubs) and len(PROGRESS) > 1
     # the costs of the found nodes are scrubbed after the last report
     assert scrubs[-1] == found.evaluations - len(found.parts)
-    recovered, heads, _ = PROGRESS[-1]
-    assert heads == len(found.head_parts())
+    recovered, heads, nodes, _ = PROGRESS[-1]
+    assert (heads, nodes) == (len(found.head_parts()), len(found.parts))
     assert recovered == found.recovered
 
 

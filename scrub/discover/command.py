@@ -144,9 +144,9 @@ def discover_command(
 
         bar = tqdm(desc="scrubs", unit=" scrub", leave=False)
 
-    def tick(recovered: float, heads: int, scrubs: int) -> None:
+    def tick(recovered: float, heads: int, nodes: int, scrubs: int) -> None:
         bar.update(scrubs - bar.n)
-        bar.set_postfix(recovered=f"{recovered:.3f}", heads=heads)
+        bar.set_postfix(recovered=f"{recovered:.3f}", heads=heads, nodes=nodes)
 
     torch.set_grad_enabled(False)
     start = time.perf_counter()

@@ -189,7 +189,7 @@ class Search:
         self.progress = progress
         self.evaluations = 0  # hypotheses scrubbed
         self.passes = 0  # batched passes they took
-        self._accepted = (float("nan"), 0)  # recovered, heads: what the progress bar shows
+        self._accepted = (float("nan"), 0, 0)  # recovered, heads, nodes: the progress bar
         self.closest: tuple[float, tuple] = (float("inf"), ())  # lowest miss scrubbed, and what
         self.attribution: dict = {}
         pos = {k: np.asarray(v) for k, v in dataset.positions.items()}
@@ -242,11 +242,13 @@ class Search:
         )
         self.evaluations += 1
         self._cache[tuple(parts)] = (r.recovered, r.recovered_se, per_example_miss(r))
-        self._accepted = (r.recovered, sum(isinstance(p.component, Head) for p in parts))
+        heads = sum(isinstance(p.component, Head) for p in parts)
+        self._accepted = (r.recovered, heads, len(parts))
         self._report()
 
     def _report(self) -> None:
-        """Progress: the last accepted hypothesis's recovered fraction and heads, scrubs so far."""
+        """Progress: the last accepted hypothesis's recovered fraction, heads and nodes, and the
+        scrubs so far."""
         if self.progress:
             self.progress(*self._accepted, self.evaluations)
 
