@@ -314,6 +314,23 @@ def test_grouped_query_models_explain_only_queries():
     assert {a[0] for a in asked} == {"q"}
 
 
+def test_prune_down_never_gives_one_slot_a_head_twice():
+    """All at once must not hold 0.1@S and 0.1@all in one slot (the engine refuses a component
+    claimed twice): the better-ranked one (first) stays."""
+    from scrub.scrubbing.hypothesis import Head
+
+    class Spread(_Table):
+        def candidates(self, parts, parent):
+            return [
+                Part("X", Head(0, 1, "S"), OUTPUT, ("k",)),
+                Part("Y", Head(0, 1, None), OUTPUT, ("k",)),
+                Part("Z", Embed("S"), OUTPUT, ("k",)),
+            ]
+
+    miss = dict.fromkeys(["", "X", "Y", "Z"], 1.0) | {"XZ": 0.05}
+    assert [p.name for p in Spread(miss=miss).prune_down((), None)] == ["X", "Z"]
+
+
 def test_a_search_that_misses_the_target_returns_the_closest_hypothesis_it_scrubbed():
     """Nothing reaches miss <= 0.1: building up goes A (0.6), AB (0.4), then ABC gains nothing;
     all at once (ABC, 0.5) is not good either. run() stops at the output with the lowest-miss
@@ -347,6 +364,10 @@ def test_discover_on_prompt_files_writes_a_file_scrub_run_reproduces(tmp_path, c
     assert main(["dataset", "ioi", *args]) == 0
     capsys.readouterr()
     args = ["--dataset", str(clean), "--corrupted", str(bad), "--n", "60", "--n-patch", "40"]
+    args += ["--beam", "1", "--shortlist", "4"]  # a small search: this tests the plumbing
+    many = [*args[:4], "--n", "90", "--target", "0.01"]  # the cap only: a search of one step
+    assert main(["discover", *many, "--out", str(out), "--no-progress"]) == 0
+    assert "has 80 rows: all are references" in capsys.readouterr().err
     assert main(["discover", *args, "--out", str(out), "--no-progress"]) == 0
     said = capsys.readouterr().out
     recovered = re.search(r"recovered (-?\d\.\d{3}) \+- ", said).group(1)

@@ -126,7 +126,9 @@ def discover_command(
     info = loaded.info
     if from_file:
         data = file_data(loaded, Path(dataset), corrupted, n_patch=n_patch)
-        n = min(n, len(data.pool))
+        if n > len(data.pool):
+            typer.echo(f"note: {dataset} has {len(data.pool)} rows: all are references", err=True)
+            n = len(data.pool)
     else:
         data = ioi_data(loaded, pool=pool, n_patch=n_patch, corruptions=mixes, seed=seed)
     check_other(other, data.pool)

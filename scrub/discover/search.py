@@ -366,8 +366,9 @@ class Search:
         child whose removal leaves the lowest miss while the hypothesis stays good (ACDC's order,
         in causal-scrubbing semantics); None if even all of them together are not good."""
         kept: list[Part] = []
-        for c in self.candidates(parts, parent):  # names made unique among the siblings
-            kept.append(replace(c, name=self._name((*parts, *kept), c.name)))
+        for c in self.candidates(parts, parent):  # best first; names unique among siblings
+            if not clashes(c, kept):  # e.g. 0.1@all and 0.1@S1+1 into one slot: the first stays
+                kept.append(replace(c, name=self._name((*parts, *kept), c.name)))
         if not kept:
             return None
         everything = (*parts, *kept)
