@@ -168,7 +168,11 @@ def discover_command(
     )
     heads = found.head_parts()
     n_embed = len(found.parts) - len(heads)
-    spread = sum(p.site.position is None for p in heads)
+    sites = list(dict.fromkeys(p.site for p in heads))  # a head can be a node on several paths
+    spread = sum(site.position is None for site in sites)
+    counted = f"{len(sites)} heads" + (
+        f" (as {len(heads)} nodes)" if len(heads) != len(sites) else ""
+    )
     where = f"({spread} at all positions)" if spread else "at named positions"
     rec = f"{found.recovered:.3f} +- {found.recovered_se:.3f}"
     source = (
@@ -194,9 +198,9 @@ def discover_command(
     header = "\n\n".join(
         [
             textwrap.fill(
-                f"Found by scrub's search: {len(heads)} heads {where}, {n_embed} embeddings "
+                f"Found by scrub's search: {counted} {where}, {n_embed} embeddings "
                 f"({found.evaluations} scrubs in {found.passes} batched passes).",
-                99,
+                96,  # the file's docstring opens with three quotes on this line
             ),
             "    "
             + command.replace(" --seed", " \\\n        --seed").replace(
@@ -215,7 +219,7 @@ def discover_command(
     )
     write_hypothesis(found, out, variable="found", title=f"found on {model}", header=header)
     typer.echo(
-        f"found {len(heads)} heads ({', '.join(str(p.site) for p in heads)}) and {n_embed} "
+        f"found {counted} ({', '.join(map(str, sites))}) and {n_embed} "
         f"embeddings: recovered {rec} (n={n}, seed {seed}) in {seconds:.0f} s, "
         f"{found.evaluations} scrubs in {found.passes} passes"
     )
