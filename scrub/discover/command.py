@@ -34,7 +34,7 @@ def discover_command(
         list[str] | None,
         typer.Option(
             "--corrupt",
-            help="IOI corruption ordering the search, e.g. abc; repeat to mix several "
+            help="IOI corruption ordering the search (default abc); repeat to mix several "
             "(row i takes the (i mod k)-th): --corrupt abc --corrupt swap-order",
         ),
     ] = None,
