@@ -13,7 +13,8 @@ order (``swap-order``) puts the subject before IO+1 and shows that path. ``ioi_d
 several corruptions *mixes* them: row ``i`` of the corrupted prompts is corrupted by the
 ``i mod k``-th, so every method is scored on the same prompt pairs at the cost of one corruption.
 
->>> data = ioi_data(model, pool=2000, n_patch=100, corruptions=[["abc"], ["swap-order"]], seed=0)
+>>> data = ioi_data(model, pool=2000, n_patch=100,                # doctest: +SKIP
+...                 corruptions=[["abc"], ["swap-order"]], seed=0)
 >>> data.corruption                                              # doctest: +SKIP
 'abc | swap-order'
 """
