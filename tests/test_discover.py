@@ -17,8 +17,9 @@ from test_scrub_golden import N_NAMES, NAME_ID0, build_golden_model, golden_data
 
 from scrub.cli import main
 from scrub.discover import graph
+from scrub.discover.ranking import edge_scores, site_scores
 from scrub.discover.scoring import roc_auc
-from scrub.discover.search import Part, Search, Settings, discover, edge_scores, site_scores
+from scrub.discover.search import Part, Search, Settings, discover
 from scrub.discover.space import LOGITS, Edge, Site, Space, Truth
 from scrub.discover.writer import write_hypothesis
 from scrub.errors import ScrubError

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 
 from scrub.discover import baselines
+from scrub.discover.ranking import edge_scores, site_scores
 from scrub.discover.scoring import Row, format_table, roc_auc
-from scrub.discover.search import edge_scores, site_scores
 
 
 @dataclass(frozen=True)
