@@ -3,8 +3,8 @@
 Register with ``app.command("discover")(discover_command)``. Cheap checks come before any model
 work; the hypothesis file is written atomically.
 
-    scrub discover --model toy-ioi --corrupt abc --target 0.9 --out found.py --seed 0 \\
-        --score scrub/models/toy_ioi/circuit.json
+    scrub discover --model toy-ioi --corrupt abc --corrupt swap-order --target 0.9 --seed 0 \\
+        --out found.py --score scrub/models/toy_ioi/circuit.json
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import typer
 
 from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
+
+#: What orders a search on generated IOI prompts unless --corrupt says otherwise: all names
+#: changed, and the first clause's order swapped, mixed row by row.
+DEFAULT_CORRUPTIONS = ("abc", "swap-order")
 
 
 def discover_command(
@@ -34,8 +38,8 @@ def discover_command(
         list[str] | None,
         typer.Option(
             "--corrupt",
-            help="IOI corruption ordering the search (default abc); repeat to mix several "
-            "(row i takes the (i mod k)-th): --corrupt abc --corrupt swap-order",
+            help="IOI corruption ordering the search; repeat to mix several (row i takes the "
+            "(i mod k)-th). Default: abc and swap-order mixed (one corruption hides paths)",
         ),
     ] = None,
     target: Annotated[float, typer.Option("--target", help="Recovered fraction to reach")] = 0.9,
@@ -103,7 +107,8 @@ def discover_command(
         raise ScrubError(f"--target {target} is not between 0 and 1", fix="e.g. --target 0.9")
     if n > pool and not from_file:
         raise ScrubError(f"--n {n} is more than --pool {pool}", fix="lower --n or raise --pool")
-    mixes = [parse_corruptions(c) for c in (corrupt or ["abc"])]
+    # One corruption only shows the paths through the variables it changes (scrub.discover.data)
+    mixes = [parse_corruptions(c) for c in (corrupt or DEFAULT_CORRUPTIONS)]
     from scrub.models.load import placement
 
     placement(device, dtype)  # checked before anything loads
