@@ -152,7 +152,7 @@ def _svg_of_dot(g, prefix: str) -> str:
 
 
 def _hypotheses(results: list[dict], costs: Mapping[str, dict], warnings: list[str]) -> str:
-    from scrub.runner.costs import NodeCosts
+    from scrub.runner.costs import NodeCosts, matches
     from scrub.runner.draw import spec_to_dot
 
     if shutil.which("dot") is None:
@@ -167,8 +167,7 @@ def _hypotheses(results: list[dict], costs: Mapping[str, dict], warnings: list[s
             continue
         seen.add(name)
         doc = costs.get(name)
-        stored = doc is not None and doc.get("nodes") == spec.get("nodes")
-        stored = stored and all(doc["settings"].get(k) == v for k, v in r["settings"].items())
+        stored = doc is not None and matches(doc, spec.get("nodes"), r["settings"])
         nc = NodeCosts(
             name,
             rec.get("recovered"),

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from scrub.runner.store import RunDir
+from scrub.runner.store import SETTINGS, RunDir, settings_of
 
 #: Settings that make two results of one hypothesis comparable like for like, in display order.
-SETTINGS = ("model", "n", "seed", "metric", "pool", "dataset")
 #: A result several claims used takes the worst of their outcomes.
 _SEVERITY = {"error": 3, "fail": 2, "pass": 1, "skip": 0}
 COLUMNS = [
@@ -39,13 +37,6 @@ COLUMNS = [
     "outcome_b",
     "status",
 ]
-
-
-def settings_of(record: Mapping[str, Any]) -> dict[str, Any]:
-    s = dict(record.get("settings") or {})
-    for k in ("model", "n", "metric"):
-        s.setdefault(k, record.get(k))
-    return {k: s.get(k) for k in SETTINGS}
 
 
 def _text(value: Any) -> str:

@@ -23,11 +23,10 @@ from typing import Any
 
 from scrub.atomic import atomic_path
 from scrub.errors import ScrubError
-from scrub.runner.store import RunDir, safe_key
+from scrub.runner.store import RunDir, safe_key, settings_of
 
 COSTS_DIR = "costs"
 #: Settings that determine a result's numbers; a stored cost is reused only if they all match.
-_IDENTITY = ("model", "n", "seed", "metric", "pool", "dataset")
 
 
 @dataclass(frozen=True)
@@ -90,12 +89,10 @@ def full_record(h, records: Sequence[Mapping]) -> Mapping:
     return full
 
 
-def _identity(record: Mapping) -> dict[str, Any]:
-    s = dict(record.get("settings") or {})
-    s.setdefault("model", record.get("model"))
-    s.setdefault("n", record.get("n"))
-    s.setdefault("metric", record.get("metric"))
-    return {k: s.get(k) for k in _IDENTITY}
+def matches(doc: Mapping, nodes, settings: Mapping) -> bool:
+    """Stored costs ``doc`` are those of a hypothesis with these ``nodes``, run with these
+    ``settings`` (:func:`scrub.runner.store.settings_of`)."""
+    return doc.get("nodes") == nodes and doc.get("settings") == settings
 
 
 def costs_path(run: RunDir, hypothesis: str) -> Path:
@@ -111,7 +108,7 @@ def read_stored(run: RunDir, h, full: Mapping) -> NodeCosts | None:
         doc = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if doc.get("nodes") != spec_of(h)["nodes"] or doc.get("settings") != _identity(full):
+    if not matches(doc, spec_of(h)["nodes"], settings_of(full)):
         return None
     return NodeCosts(
         h.name,
@@ -159,7 +156,7 @@ def compute(h, full: Mapping, *, progress: bool = True, cache: dict | None = Non
     from scrub.scrubbing.experiment import scrub_hypothesis
     from scrub.scrubbing.run import DEFAULT_POOL
 
-    ident = _identity(full)
+    ident = settings_of(full)
     if ident["model"] is None or ident["n"] is None:
         raise ScrubError(
             f"the result of {h.name!r} does not say which model and n produced it",
@@ -222,7 +219,7 @@ def costs_for(
     if all(v is not None for v in found.values()):
         return NodeCosts(
             **base,
-            settings=_identity(full),
+            settings=settings_of(full),
             costs={k: full["recovered"] - v["recovered"] for k, v in found.items()},
             source="results",
             ablated={k: (v["recovered"], v.get("recovered_se")) for k, v in found.items()},
@@ -231,7 +228,7 @@ def costs_for(
     if stored is not None:
         return stored
     if not compute_missing:
-        return NodeCosts(**base, settings=_identity(full), costs={}, source="none")
+        return NodeCosts(**base, settings=settings_of(full), costs={}, source="none")
     costs = compute(h, full, progress=progress, cache=cache)
     if run is not None:
         write_stored(run, h, costs)

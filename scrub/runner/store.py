@@ -88,6 +88,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: The settings that make two results of one hypothesis comparable (and stored costs reusable).
+SETTINGS = ("model", "n", "seed", "metric", "pool", "dataset")
+
+
+def settings_of(record: Mapping) -> dict:
+    """A result record's :data:`SETTINGS` (older records keep model, n, metric at top level)."""
+    s = dict(record.get("settings") or {})
+    for k in ("model", "n", "metric"):
+        s.setdefault(k, record.get(k))
+    return {k: s.get(k) for k in SETTINGS}
+
+
 def safe_key(text: str) -> str:
     """A file-name-safe form of a test id or hypothesis name (stable, readable)."""
     key = re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
