@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from scrub.metrics import logit_diff
 from scrub.models import Model, Site, SiteKind
 from scrub.patching.inputs import Component, PatchInputs
 
@@ -14,9 +15,7 @@ SLOT_SITES = {"q": SiteKind.Q_INPUT, "k": SiteKind.K_INPUT, "v": SiteKind.V_INPU
 
 
 def _per_example_ld(logits: torch.Tensor, inputs: PatchInputs) -> torch.Tensor:
-    at_end = logits[torch.arange(inputs.n), inputs.end]
-    pair = at_end.gather(1, inputs.answers)
-    return pair[:, 0] - pair[:, 1]
+    return logit_diff(logits[torch.arange(inputs.n), inputs.end], inputs.answers)
 
 
 def reference_caches(model: Model, inputs: PatchInputs) -> tuple[dict, dict]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from scrub.metrics import logit_diff
 from scrub.models import Site, SiteKind
 from scrub.scrubbing.hypothesis import Head, Mlp, Slot
 from scrub.scrubbing.validate import can_feed
@@ -150,7 +151,7 @@ def reference_logit_diffs(model, ds, tree, assignment, ref, random_rows):
     answers = ds.answers[torch.from_numpy(ref)]
 
     def ld(logits):
-        return (logits.gather(1, answers)[:, 0] - logits.gather(1, answers)[:, 1]).double().numpy()
+        return logit_diff(logits, answers).double().numpy()
 
     with torch.no_grad():
         return (
