@@ -220,6 +220,10 @@ def test_scrub_check_accepts_the_found_file():
     "args, message",
     [
         (["--out", "found.txt"], "ending in .py"),
+        (["--out", "f.py", "--seed", "-1"], "--seed -1 is negative"),
+        (["--out", "f.py", "--n", "0"], "--n 0 must be at least 1"),
+        (["--out", "f.py", "--beam", "0"], "--beam 0 must be at least 1"),
+        (["--out", "f.py", "--n", "300", "--pool", "200"], "--pool 200 is smaller than --n 300"),
         (["--out", "f.py", "--target", "1.5"], "not between 0 and 1"),
         (["--out", "f.py", "--other", "same"], "no feature column 'same'"),
         (["--out", "f.py", "--dataset", "induction"], "unknown --dataset"),

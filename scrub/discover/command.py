@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from scrub import arguments as args_check
 from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
@@ -71,10 +72,16 @@ def discover_command(
     dtype: Dtype = "float32",
 ) -> None:
     """Find a small hypothesis recovering --target, in causal-scrubbing semantics."""
-    from scrub.data import parse_corruptions
-
-    if out.suffix != ".py":
-        raise ScrubError(f"cannot write {out.name}", fix="use a file ending in .py")
+    # Cheap checks first (no torch import), the output path before anything runs.
+    args_check.check_output(out, (".py",), "--out")
+    args_check.check_seed(seed)
+    for value, option, what in (
+        (n, "--n", "reference examples"),
+        (n_patch, "--n-patch", "prompts"),
+        (beam, "--beam", "hypotheses"),
+        (shortlist, "--shortlist", "heads"),
+    ):
+        args_check.check_count(value, option, what=what)
     from_file = dataset != "ioi"
     if from_file:
         from scrub.data.promptfile import check_path
@@ -100,13 +107,12 @@ def discover_command(
         raise ScrubError(
             "--corrupted goes with --dataset FILE", fix="use --corrupt for generated IOI prompts"
         )
-    for value, option in ((beam, "--beam"), (shortlist, "--shortlist")):
-        if value < 1:
-            raise ScrubError(f"{option} {value} is less than 1", fix=f"e.g. {option} 3")
     if not 0.0 < target < 1.0:
         raise ScrubError(f"--target {target} is not between 0 and 1", fix="e.g. --target 0.9")
-    if n > pool and not from_file:
-        raise ScrubError(f"--n {n} is more than --pool {pool}", fix="lower --n or raise --pool")
+    if not from_file:
+        args_check.check_pool(pool, n)
+    from scrub.data import parse_corruptions  # imports torch
+
     # One corruption only shows the paths through the variables it changes (scrub.discover.data)
     mixes = [parse_corruptions(c) for c in (corrupt or DEFAULT_CORRUPTIONS)]
     from scrub.models.load import placement
