@@ -86,24 +86,25 @@ def formal_tests_command(
     dtype: Dtype = "float32",
 ) -> None:
     """Formal tests of a hypothesis (equivalence, localisation, minimality, sufficiency)."""
-    import torch
+    from scrub import arguments as args_check
 
-    from scrub.data.registry import dataset_for
-    from scrub.models import load_model
-    from scrub.scrubbing.loader import load_hypothesis
-    from scrub.scrubbing.run import DEFAULT_POOL
-    from scrub.stats import formal
-
+    # Cheap checks first: nothing above imports torch.
     names = parse_tests(tests)
     if min(k, k_sufficiency) < 2:
         raise ScrubError("--k and --k-sufficiency need at least 2 random draws", fix="use 20+")
     rule = parse_away(away)
-    from scrub import arguments as args_check
-    from scrub.models.load import placement
-
     args_check.check_count(n, "--n")
     args_check.check_seed(seed)
     args_check.check_pool(pool, n)
+    import torch
+
+    from scrub.data.registry import dataset_for
+    from scrub.models import load_model
+    from scrub.models.load import placement
+    from scrub.scrubbing.loader import load_hypothesis
+    from scrub.scrubbing.run import DEFAULT_POOL
+    from scrub.stats import formal
+
     placement(device, dtype)
     args_check.check_model(model)
     hypothesis = load_hypothesis(ref)
