@@ -69,10 +69,10 @@ def eap(model, inputs, space: Space):
 
 def acdc(model, inputs, space: Space, threshold: float = 0.01):
     w = model.weights
-    bad = corrupted_outputs(w, inputs)
     with torch.no_grad():
+        corrupted_run = graph.forward(w, inputs.corrupted, inputs)
         clean = float(graph.forward(w, inputs.clean, inputs).logit_diff.mean())
-        worst = float(graph.forward(w, inputs.corrupted, inputs).logit_diff.mean())
+    bad, worst = corrupted_run.outputs, float(corrupted_run.logit_diff.mean())
     scale = abs(clean - worst) or 1.0
     all_edges = space.edges()
     removed: set[Edge] = set()
