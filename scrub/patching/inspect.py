@@ -60,27 +60,35 @@ def _weights(model: Model):
     return model.weights if model.weights is not None else ModelWeights.from_hf(model.hf_model)
 
 
-def _centres(model: Model) -> bool:
+def _centres(w) -> bool:
     """LayerNorm centres a vector before scaling it; RMSNorm does not."""
     from scrub.models.weights import Norm
 
-    return _weights(model).norm is Norm.LAYER
+    return w.norm is Norm.LAYER
 
 
 def logit_direction(model: Model, answers: Int[Tensor, "b 2"]) -> Float[Tensor, "b d_model"]:
     """``norm_f.weight * (W_U[:, IO] - W_U[:, S])``: what a frozen-scale vector is read along."""
-    w = _weights(model)
-    answers = answers.to(w.W_U.device)
-    return (w.W_U.T[answers[:, 0]] - w.W_U.T[answers[:, 1]]) * w.norm_f_w
+    return _direction(_weights(model), answers)
 
 
 def final_scale(model: Model, resid_final: Float[Tensor, "b d_model"]) -> Float[Tensor, "b 1"]:
     """The final norm's scale of each residual (frozen for DLA): ``sqrt(var + eps)`` for
     LayerNorm, ``sqrt(mean square + eps)`` for RMSNorm."""
-    w = _weights(model)
+    return _scale(_weights(model), resid_final)
+
+
+# On the hook backend ``_weights`` builds the weights from the HF model: the helpers below take
+# them built once.
+def _direction(w, answers: Int[Tensor, "b 2"]) -> Float[Tensor, "b d_model"]:
+    answers = answers.to(w.W_U.device)
+    return (w.W_U.T[answers[:, 0]] - w.W_U.T[answers[:, 1]]) * w.norm_f_w
+
+
+def _scale(w, resid_final: Float[Tensor, "b d_model"]) -> Float[Tensor, "b 1"]:
     spread = (
         resid_final.var(-1, unbiased=False, keepdim=True)
-        if _centres(model)
+        if _centres(w)
         else resid_final.pow(2).mean(-1, keepdim=True)
     )
     return (spread + w.eps).sqrt()
@@ -98,12 +106,14 @@ def direct_logit_attribution(
     sites = [Site(SiteKind.HEAD_RESULT, layer) for layer in range(info.n_layers)]
     cache = model.run_with_cache(tokens, [*sites, Site(SiteKind.RESID_FINAL)], attn_mask=attn_mask)
     rows = torch.arange(tokens.shape[0])
-    scale = final_scale(model, cache[Site(SiteKind.RESID_FINAL)][rows, end])
-    direction = logit_direction(model, answers)
+    w = _weights(model)
+    scale = _scale(w, cache[Site(SiteKind.RESID_FINAL)][rows, end])
+    direction = _direction(w, answers)
+    centres = _centres(w)
     out = torch.empty(tokens.shape[0], info.n_layers, info.n_heads)
     for layer, site in enumerate(sites):
         result = cache[site][rows, end]  # [b, H, d]
-        if _centres(model):
+        if centres:
             result = result - result.mean(-1, keepdim=True)
         out[:, layer] = (result / scale[:, None] * direction[:, None]).sum(-1)
     return out
