@@ -87,12 +87,6 @@ def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def to_layer(w: ModelWeights, layer: int, x: Tensor) -> Tensor:
-    """``x`` on ``layer``'s device (``len(w.layers)`` means the unembedding's)."""
-    dev = w.W_U.device if layer >= len(w.layers) else w.layers[layer].device
-    return x.to(dev)
-
-
 # ----------------------------------------------------------------------------- norms
 
 
@@ -286,8 +280,11 @@ def attention(
             raise ValueError(f"{n_q} queries but {n_k} keys: pass q_positions")
         q_positions = torch.arange(n_k, device=dev)
     q_positions = q_positions.to(dev)
-    heads = list(range(w.n_heads)) if heads is None else list(heads)
-    groups = [w.group_of(h) for h in heads]
+    if heads is None and w.n_kv_heads == w.n_heads:
+        heads = groups = slice(None)  # every head: views of the weights, not copies
+    else:
+        heads = list(range(w.n_heads)) if heads is None else list(heads)
+        groups = [w.group_of(h) for h in heads]
     q = torch.einsum("bqhd,hde->bqhe", ln1(w, layer, q_in), lw.W_Q[heads]) + lw.b_Q[heads]
     k = torch.einsum("bkhd,hde->bkhe", ln1(w, layer, k_in), lw.W_K[groups]) + lw.b_K[groups]
     v = torch.einsum("bkhd,hde->bkhe", ln1(w, layer, v_in), lw.W_V[groups]) + lw.b_V[groups]
