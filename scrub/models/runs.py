@@ -411,15 +411,17 @@ def run_free(
 
 def clean_keys_values(
     w: ModelWeights, clean: RunCache, first: int
-) -> dict[int, tuple[Float[Tensor, "n t group d_head"], Float[Tensor, "n t group d_head"]]]:
-    """Every group's clean (rotated) keys and values from layer ``first`` on, for
-    :func:`run_end_only` (the same for every batch of patches, so projected once)."""
+) -> dict[int, tuple[Float[Tensor, "n t head d_head"], Float[Tensor, "n t head d_head"]]]:
+    """Every head's clean (rotated) keys and values from layer ``first`` on, for
+    :func:`run_end_only`: the same for every batch of patches, so projected (and, with
+    grouped-query attention, repeated for each head of a group) once."""
     out = {}
     for layer in range(first, len(w.layers)):
         x_clean = ln1(w, layer, clean.resid_pre[layer])
         t = x_clean.shape[1]
         keys = rotate(w, project(w, layer, x_clean, Proj.K), torch.arange(t, device=x_clean.device))
-        out[layer] = keys, project(w, layer, x_clean, Proj.V)
+        values = project(w, layer, x_clean, Proj.V)
+        out[layer] = expand_groups(w, keys), expand_groups(w, values)
     return out
 
 
@@ -452,7 +454,7 @@ def run_end_only(
     for layer in range(first, len(w.layers)):
         lw = w.layers[layer]
         x = x.to(lw.device)
-        keys, values = clean_kv[layer]  # [n, t, G, e]
+        keys, values = clean_kv[layer]  # [n, t, H, e]
         e_dev = end.to(keys.device)
         x_ln = ln1(w, layer, x)
         qkv = {p: project(w, layer, x_ln, p) for p in Proj}  # [s, n, H or G, e] at END
@@ -471,7 +473,6 @@ def run_end_only(
 def _end_attention(w, layer, q, k_end, v_end, keys, values, end, mask) -> Tensor:
     """END's query against the clean keys/values with END's own key and value replaced."""
     lw = w.layers[layer]
-    keys, values = expand_groups(w, keys), expand_groups(w, values)  # [n, t, H, e]
     k_end, v_end = expand_groups(w, k_end), expand_groups(w, v_end)  # [s, n, H, e]
     s, n = q.shape[:2]
     rows = torch.arange(n, device=q.device)
