@@ -250,24 +250,28 @@ class TreeEvaluator:
         p = _positions(self.pos, position, rows)
         return act if p is None else act[torch.arange(len(rows)), p][:, None]
 
+    def _feeding(self, slot: Slot, target: Component | None, world: np.ndarray, kids):
+        """``(output, clean output, position or None)`` of each child component that feeds
+        ``slot`` of ``target`` (None: the output), on ``world``'s rows."""
+        for kid, outs in kids:
+            if kid.slot is not slot:
+                continue
+            for c, out in outs.items():
+                if self._feeds(c, target, slot):
+                    clean = self.cache.get(_source(c), world)
+                    yield out, clean, _positions(self.pos, c.position, world)
+
     def patched_slot(
         self, base: Tensor, slot: Slot, target: Component | None, world: np.ndarray, kids
     ) -> Tensor:
         """``base`` (clean, world rows) minus the children's clean outputs plus their outputs."""
         x = base.clone()
         ar = torch.arange(len(world))
-        for kid, outs in kids:
-            if kid.slot is not slot:
-                continue
-            for c, out in outs.items():
-                if not self._feeds(c, target, slot):
-                    continue
-                clean = self.cache.get(_source(c), world)
-                p = _positions(self.pos, c.position, world)
-                if p is None:
-                    x += out - clean
-                else:
-                    x[ar, p] += out[:, 0] - clean[ar, p]
+        for out, clean, p in self._feeding(slot, target, world, kids):
+            if p is None:
+                x += out - clean
+            else:
+                x[ar, p] += out[:, 0] - clean[ar, p]
         return x
 
     def _recompute(self, c: Component, world: np.ndarray, kids) -> Tensor:
@@ -302,19 +306,12 @@ class TreeEvaluator:
         ar = torch.arange(len(world))
         end = self.pos["END"][torch.from_numpy(world)]
         x = self.cache.get(Need(Act.FINAL), world).clone()
-        for kid, outs in kids:
-            if kid.slot is not Slot.RESID:
-                continue
-            for c, out in outs.items():
-                if not self._feeds(c, None, Slot.RESID):
-                    continue
-                clean = self.cache.get(_source(c), world)
-                p = _positions(self.pos, c.position, world)
-                if p is None:
-                    x += out[ar, end] - clean[ar, end]
-                else:  # a named position adds to the final residual at END only if it is END
-                    hit = (p == end)[:, None].to(x.device)
-                    x += torch.where(hit, out[:, 0] - clean[ar, p], 0.0)
+        for out, clean, p in self._feeding(Slot.RESID, None, world, kids):
+            if p is None:
+                x += out[ar, end] - clean[ar, end]
+            else:  # a named position adds to the final residual at END only if it is END
+                hit = (p == end)[:, None].to(x.device)
+                x += torch.where(hit, out[:, 0] - clean[ar, p], 0.0)
         return x
 
 
