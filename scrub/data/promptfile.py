@@ -606,13 +606,18 @@ def load_prompts(
     path = Path(path)
     records = read_table(path)
     if is_ioi_export(records):
-        from scrub.data.registry import check_fits
-
-        return check_fits(read_promptset(path, tokenizer), n_vocab=n_vocab, n_ctx=n_ctx)
+        return _read_export(path, tokenizer, n_vocab, n_ctx)
     rows = check_rows(records, path)
     return build_prompts(
         rows, tokenizer, path, lineage=(_lineage(path),), n_vocab=n_vocab, n_ctx=n_ctx
     )
+
+
+def _read_export(path: Path, tokenizer, n_vocab: int | None, n_ctx: int | None) -> PromptSet:
+    """A file ``scrub dataset ioi`` wrote, checked against the model's vocabulary and context."""
+    from scrub.data.registry import check_fits
+
+    return check_fits(read_promptset(path, tokenizer), n_vocab=n_vocab, n_ctx=n_ctx)
 
 
 def load_pair(
@@ -640,7 +645,7 @@ def load_pair(
                 "none",
                 fix="give both files an id column, or neither",
             )
-        bad_ps = load_prompts(corrupted, tokenizer, n_vocab=n_vocab, n_ctx=n_ctx)
+        bad_ps = _read_export(corrupted, tokenizer, n_vocab, n_ctx)  # its table is read above
         numbers = list(range(1, len(bad_ps) + 1))
     else:
         rows = _align(check_rows(records, corrupted), clean_ids, clean, corrupted, len(clean_ps))
