@@ -25,10 +25,10 @@ Everything is timed with ``time.perf_counter`` in one process, best of ``REPEATS
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
+from timing import best, selected
 
 N, POOL = 200, 2000
 REPEATS = 2
@@ -93,15 +93,6 @@ HYPOTHESES = {
 }
 
 
-def _best(fn, repeats=REPEATS):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
 def _plain_end_only(w, tokens, mask, end):
     """Every layer at every position, then logits at END only: the engine's floor."""
     from scrub.models import kernel
@@ -132,24 +123,24 @@ def _case(model_name: str, full: bool) -> list[dict]:
     ds = make_ioi(POOL, seed=0, tokenizer=toy_tok)
     h = ioi_hypothesis(model_name, **HYPOTHESES[model_name])
 
-    engine_s, result = _best(lambda: scrub_hypothesis(h, model, ds, n=N, seed=0))
+    engine_s, result = best(lambda: scrub_hypothesis(h, model, ds, n=N, seed=0), REPEATS)
     distinct = int(result.settings["distinct_rows"])
 
     # The plain pass over the same number of sequences: the first `distinct` rows of the pool.
     w = model.weights
     rows = torch.arange(distinct)
     tokens, mask, end = ds.tokens[rows], ds.mask[rows], ds.positions["END"][rows]
-    plain_s, _ = _best(lambda: _plain_end_only(w, tokens, mask, end))
+    plain_s, _ = best(lambda: _plain_end_only(w, tokens, mask, end), REPEATS)
     with torch.no_grad():
-        full_s, _ = _best(lambda: kernel.forward(w, tokens, mask), repeats=1)
-        bridge_s, _ = _best(lambda: model.run(tokens, attn_mask=mask), repeats=1)
+        full_s, _ = best(lambda: kernel.forward(w, tokens, mask), 1)
+        bridge_s, _ = best(lambda: model.run(tokens, attn_mask=mask), 1)
 
     # The reference, on all examples or a subset scaled linearly.
     tree, a, ref, rnd = plan(h, model.info, ds, n=N, seed=0)
     k = N if full or model_name == "toy-ioi" else REFERENCE_BUDGET_EXAMPLES
     sub = _sub_assignment(a, k)
-    ref_s, (clean, scrubbed, _) = _best(
-        lambda: ref_mod.reference_logit_diffs(model, ds, tree, sub, ref[:k], rnd[:k]), repeats=1
+    ref_s, (clean, scrubbed, _) = best(
+        lambda: ref_mod.reference_logit_diffs(model, ds, tree, sub, ref[:k], rnd[:k]), 1
     )
     ref_scaled = ref_s * N / k
     diff = float(np.abs(scrubbed - result.scrubbed[:k]).max())
@@ -176,12 +167,6 @@ def _case(model_name: str, full: bool) -> list[dict]:
 def run() -> list[dict]:
     full = os.environ.get("SCRUB_BENCH_FULL", "") not in ("", "0")
     return [row for name in selected(HYPOTHESES) for row in _case(name, full)]
-
-
-def selected(names) -> list[str]:
-    """``SCRUB_BENCH_MODELS=a,b`` runs only those models' rows (all by default)."""
-    wanted = os.environ.get("SCRUB_BENCH_MODELS")
-    return [n for n in names if not wanted or n in wanted.split(",")]
 
 
 if __name__ == "__main__":

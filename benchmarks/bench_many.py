@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 
 import torch
+from timing import best
 
 N, POOL, K = 200, 2000, 16
 REPEATS = 2
@@ -46,15 +47,6 @@ def candidates():
             out.append(Hypothesis(f"+ {head} at {at}", [*base, added]))
     assert len(out) == K
     return out
-
-
-def _best(fn):
-    times, out = [], None
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def search_row(model, ds) -> list[dict]:
@@ -101,8 +93,8 @@ def run() -> list[dict]:
     model = load_model("toy-ioi")
     ds = dataset_for("ioi", POOL, seed=0, model=model)
     hs = candidates()
-    many_s, many = _best(lambda: scrub_many(hs, model, ds, n=N, seed=0))
-    loop_s, loop = _best(lambda: [scrub_hypothesis(h, model, ds, n=N, seed=0) for h in hs])
+    many_s, many = best(lambda: scrub_many(hs, model, ds, n=N, seed=0), REPEATS)
+    loop_s, loop = best(lambda: [scrub_hypothesis(h, model, ds, n=N, seed=0) for h in hs], REPEATS)
     diff = max(abs(a.recovered - b.recovered) for a, b in zip(many, loop))
     rows = sum(int(r.settings["distinct_rows"]) for r in loop)
     return [

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import selected
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 50
@@ -135,11 +136,9 @@ def _run() -> list[dict]:
     from scrub.models import load_model
 
     full = os.environ.get("SCRUB_BENCH_FULL") == "1"
-    wanted = os.environ.get("SCRUB_BENCH_MODELS")
-    wanted = wanted.split(",") if wanted else None
     rows = []
     toy = (ROOT / "scrub" / "models" / "toy_ioi" / "config.json").is_file()
-    if toy and (wanted is None or "toy-ioi" in wanted):
+    if toy and selected(["toy-ioi"]):
         model = load_model("toy-ioi")
         inputs = _inputs(model)
         caches = _ref_caches(ref, model, inputs)
@@ -162,7 +161,7 @@ def _run() -> list[dict]:
         ("pythia-small-random", 20.0),
         ("llama-small-random", 20.0),
     ):
-        if wanted is not None and model_name not in wanted:
+        if not selected([model_name]):
             continue
         model = load_model(model_name)
         inputs = _inputs(model)
