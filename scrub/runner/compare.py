@@ -14,17 +14,13 @@ give identical numbers anyway).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import pandas as pd
 
-from scrub.runner.store import SETTINGS, RunDir, settings_of
+from scrub.runner.store import SETTINGS, RunDir, result_identity, settings_of, worst
 
-#: Settings that make two results of one hypothesis comparable like for like, in display order.
-#: A result several claims used takes the worst of their outcomes.
-_SEVERITY = {"error": 3, "fail": 2, "pass": 1, "skip": 0}
 COLUMNS = [
     "hypothesis",
     "settings",
@@ -49,14 +45,12 @@ def distinct_results(records: list[dict]) -> list[dict]:
     """One entry per distinct result (hypothesis, settings, numbers), with the worst outcome."""
     out: dict[str, dict] = {}
     for r in records:
-        s = settings_of(r)
-        ident = json.dumps(
-            [r.get("hypothesis"), s, r.get("recovered")], sort_keys=True, default=str
+        entry = out.setdefault(
+            result_identity(r), {"record": r, "settings": settings_of(r), "outcomes": []}
         )
-        entry = out.setdefault(ident, {"record": r, "settings": s, "outcomes": []})
         entry["outcomes"].append(r.get("outcome") or "?")
     for e in out.values():
-        e["outcome"] = max(e["outcomes"], key=lambda o: _SEVERITY.get(o, 4))
+        e["outcome"] = worst(e["outcomes"])
     return list(out.values())
 
 

@@ -36,7 +36,6 @@ to a session that records no scrub result: no files, no table.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,15 @@ from typing import Any
 import pytest
 
 from scrub.atomic import remove_stale_temp_files
-from scrub.runner.store import RunDir, RunStatus, new_run_name, record_of, safe_key
+from scrub.runner.store import (
+    RunDir,
+    RunStatus,
+    new_run_name,
+    record_of,
+    result_identity,
+    safe_key,
+    worst,
+)
 
 DEFAULT_MODEL = "toy-ioi"
 DEFAULT_N = 200
@@ -307,27 +314,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"results: {run.path} ({run.status()})")
 
 
-#: A result several claims used is reported with the worst of their outcomes.
-_SEVERITY = {"error": 3, "fail": 2, "pass": 1, "skip": 0}
-
-
-def _result_identity(record: dict) -> tuple:
-    """What makes two records one result: the same hypothesis, settings and numbers.
-
-    (Claims share results through the session memo, but each test stores its own record, and
-    xdist workers compute theirs separately; equal settings and numbers are the same result.)
-    """
-    settings = record.get("settings") or {}
-    fields = ("hypothesis", "model", "n", "clean", "scrubbed", "random", "recovered")
-    return (
-        *(record.get(k) for k in fields),
-        *(
-            json.dumps(settings.get(k), sort_keys=True)
-            for k in ("seed", "metric", "pool", "dataset")
-        ),
-    )
-
-
 def format_table(records: list[dict]) -> list[str]:
     """Fixed-width lines: hypothesis, model, N, clean, scrubbed, random, recovered +- SE, claims
     (how many tests used the result; one row per distinct result) and result (the worst outcome).
@@ -338,7 +324,7 @@ def format_table(records: list[dict]) -> list[str]:
 
     rows: dict[tuple, list[dict]] = {}
     for r in records:
-        rows.setdefault(_result_identity(r), []).append(r)
+        rows.setdefault(result_identity(r), []).append(r)
     width = max([10, *(len(str(r.get("hypothesis", ""))) for r in records)])
     head = (
         f"{'hypothesis':<{width}}  {'model':<10} {'N':>5} {'clean':>8} {'scrubbed':>8} "
@@ -347,7 +333,7 @@ def format_table(records: list[dict]) -> list[str]:
     lines = [head, "-" * len(head)]
     for uses in rows.values():
         r = uses[0]
-        outcome = max((u.get("outcome") or "?" for u in uses), key=lambda o: _SEVERITY.get(o, 4))
+        outcome = worst(u.get("outcome") or "?" for u in uses)
         rec, se = r.get("recovered"), r.get("recovered_se")
         rec_txt = f"{num(rec, 7)} +- {num(se, 5)}" if rec is not None else f"{'-':>17}"
         lines.append(

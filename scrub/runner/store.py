@@ -100,6 +100,27 @@ def settings_of(record: Mapping) -> dict:
     return {k: s.get(k) for k in SETTINGS}
 
 
+#: A result several claims used is reported with the worst of their outcomes.
+SEVERITY = {"error": 3, "fail": 2, "pass": 1, "skip": 0}
+
+
+def worst(outcomes) -> str:
+    """The worst of ``outcomes`` (an unknown one counts as worst of all)."""
+    return max(outcomes, key=lambda o: SEVERITY.get(o, 4))
+
+
+def result_identity(record: Mapping) -> str:
+    """What makes records one result: the same hypothesis, settings and numbers.
+
+    (Claims share results through the session memo, but each test stores its own record, and
+    xdist workers compute theirs separately; equal settings and numbers are the same result.)
+    """
+    numbers = [record.get(k) for k in ("clean", "scrubbed", "random", "recovered")]
+    return json.dumps(
+        [record.get("hypothesis"), settings_of(record), *numbers], sort_keys=True, default=str
+    )
+
+
 def safe_key(text: str) -> str:
     """A file-name-safe form of a test id or hypothesis name (stable, readable)."""
     key = re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
