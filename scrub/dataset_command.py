@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from scrub.errors import ScrubError
+from scrub import arguments as args_check
 
 
 def import_command(
@@ -31,10 +31,8 @@ def import_command(
     from scrub.data.tokenizer import load_tokenizer
 
     check_path(file)
-    if out is not None and out.suffix not in FORMATS:
-        raise ScrubError(
-            f"cannot write {out.name}", fix=f"use a file ending in {', '.join(FORMATS)}"
-        )
+    if out is not None:
+        args_check.check_output(out, FORMATS, "--out")
     ps = load_prompts(file, load_tokenizer(tokenizer))
     typer.echo(preview(ps, rows))
     if out is not None:

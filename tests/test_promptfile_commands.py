@@ -183,3 +183,22 @@ def test_claims_marker_reads_a_file_beside_the_claims(pytester, toy):
         "--scrub-out", str(pytester.path / "runs"),
     )  # fmt: skip
     result.assert_outcomes(passed=1)
+
+
+def test_inspect_reads_a_user_prompt_file_like_the_generated_prompts(tmp_path, toy, capsys):
+    """`scrub inspect dla --dataset FILE` takes any prompt file (it read only IOI exports): the
+    same prompts written by a user give the same table as generating them."""
+    from scrub.data import make_ioi
+
+    prompts = _write(
+        tmp_path / "mine.jsonl", _user_rows(make_ioi(6, seed=3, tokenizer=toy.tokenizer))
+    )
+    assert main(["inspect", "dla", "--n", "6", "--seed", "3", "-o", str(tmp_path / "a.svg")]) == 0
+    generated = capsys.readouterr().out
+    args = ["inspect", "dla", "--dataset", str(prompts), "-o", str(tmp_path / "b.svg")]
+    assert main(args) == 0
+    from_file = capsys.readouterr().out
+    table = [ln for ln in generated.splitlines() if ln.startswith("head ")]
+    assert len(table) == 5 and table == [
+        ln for ln in from_file.splitlines() if ln.startswith("head ")
+    ]

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from scrub import arguments as args_check
 from scrub.errors import ScrubError
 
 
@@ -30,8 +31,7 @@ def report_command(
     from scrub.pages.report import write_report
     from scrub.runner.store import resolve_run
 
-    if out.suffix != ".html":
-        raise ScrubError(f"cannot write {out.name}", fix="use a file ending in .html")
+    args_check.check_output(out, (".html",), "--out")
     found = resolve_run(run, root)
     if costs:
         store_costs(found, costs)

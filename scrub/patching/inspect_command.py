@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from scrub import arguments as args_check
 from scrub.cli_options import Device, Dtype
 from scrub.errors import ScrubError
 
@@ -47,18 +48,21 @@ def parse_heads(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _check_out(out: Path) -> None:
-    if out.suffix not in OUTPUTS:
-        raise ScrubError(
-            f"cannot write {out.name}", fix=f"use a file ending in {', '.join(OUTPUTS)}"
-        )
+def _check_paths(out: Path, dataset: Path | None) -> None:
+    """The output and the prompt file, checked before any model work."""
+    args_check.check_output(out, OUTPUTS, "--out")
+    if dataset is not None:
+        from scrub.data.promptfile import check_path
+
+        check_path(dataset)
 
 
 def _prompts(model, n: int, seed: int, dataset: Path | None):
     if dataset is not None:
-        from scrub.data.export import read_promptset
+        from scrub.data.promptfile import load_prompts
 
-        return read_promptset(dataset, model.tokenizer)
+        info = model.info
+        return load_prompts(dataset, model.tokenizer, n_vocab=info.d_vocab, n_ctx=info.n_ctx)
     from scrub.data import make_ioi
 
     return make_ioi(n, seed=seed, tokenizer=model.tokenizer)
@@ -100,7 +104,7 @@ def attention(
     from scrub.patching.inspect import attention_patterns, check_heads
     from scrub.patching.views import patterns_png
 
-    _check_out(out)
+    _check_paths(out, dataset)
     chosen = parse_heads(heads)
     loaded = load_model(model, device=device, dtype=dtype)
     check_heads(loaded, chosen)
@@ -158,7 +162,7 @@ def dla(
     from scrub.patching.inspect import direct_logit_attribution
     from scrub.patching.views import dla_png
 
-    _check_out(out)
+    _check_paths(out, dataset)
     loaded = load_model(model, device=device, dtype=dtype)
     ps = _prompts(loaded, n, seed, dataset)
     torch.set_grad_enabled(False)
