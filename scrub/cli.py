@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from scrub import arguments as args_check
+from scrub import env
 from scrub.cli_options import Device, Dtype
 from scrub.dataset_command import import_command
 from scrub.discover.command import discover_command
@@ -290,7 +291,7 @@ def draw(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; every outcome becomes an exit code (see :mod:`scrub.exits`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.get("SCRUB_ALLOW_DOWNLOAD", "").strip().lower() not in ("1", "true", "yes", "on"):
+    if not env.flag("SCRUB_ALLOW_DOWNLOAD"):
         # No network unless asked: libraries that would consult the hub stay on local files.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return run_guarded(

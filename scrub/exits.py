@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 
+from scrub import env
 from scrub.errors import ScrubError
 
 
@@ -49,8 +49,7 @@ _terminated = False
 def debug_requested(argv: list[str]) -> bool:
     """``scrub --debug ...`` (first argument only: ``--debug`` after a command is its own) or
     ``SCRUB_DEBUG=1``."""
-    env = os.environ.get("SCRUB_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
-    return env or argv[:1] == ["--debug"]
+    return env.flag("SCRUB_DEBUG") or argv[:1] == ["--debug"]
 
 
 def _usage_error_classes() -> tuple[type[BaseException], ...]:

@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from scrub import env
 from scrub.errors import ScrubError
 from scrub.models.handle import Backend, Model, ModelInfo
 
@@ -444,9 +445,6 @@ def _gpt2_small_dir() -> Path:
     """
     from huggingface_hub import snapshot_download, try_to_load_from_cache
 
-    def _env_flag(name: str) -> bool:
-        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
     cache_dir = os.environ.get("HF_HUB_CACHE")  # read now: the library reads it at import time
     cached = [
         try_to_load_from_cache(GPT2_SMALL_REPO, f, cache_dir=cache_dir) for f in _GPT2_SMALL_FILES
@@ -458,11 +456,11 @@ def _gpt2_small_dir() -> Path:
         "(about 550 MB), or `huggingface-cli download gpt2` on a connected machine and copy the "
         "Hugging Face cache, or pass a local model directory to load_model instead of 'gpt2-small'"
     )
-    if not _env_flag("SCRUB_ALLOW_DOWNLOAD"):
+    if not env.flag("SCRUB_ALLOW_DOWNLOAD"):
         raise ScrubError(
             "gpt2-small is not in the Hugging Face cache and downloads are off", fix=how
         )
-    if _env_flag("HF_HUB_OFFLINE"):
+    if env.flag("HF_HUB_OFFLINE"):
         raise ScrubError(
             "gpt2-small is not in the Hugging Face cache and HF_HUB_OFFLINE is set", fix=how
         )
