@@ -190,6 +190,15 @@ def expand_groups(w: ModelWeights, kv: Float[Tensor, "*b group e"]) -> Float[Ten
     return kv if ratio == 1 else kv.repeat_interleave(ratio, dim=-2)
 
 
+def _head_index(w: ModelWeights, heads: Sequence[int] | None):
+    """Indices of ``heads`` (None: all) into the query weights, and of their groups into the
+    key/value weights. Every head without GQA is ``slice(None)``: views, not copies."""
+    if heads is None and w.n_kv_heads == w.n_heads:
+        return slice(None), slice(None)
+    heads = list(range(w.n_heads)) if heads is None else list(heads)
+    return heads, [w.group_of(h) for h in heads]
+
+
 def allowed_keys(
     n_keys: int, q_positions: Tensor, attn_mask: Tensor | None
 ) -> Bool[Tensor, "batch_or_1 1 q_pos k_pos"]:
@@ -280,11 +289,7 @@ def attention(
             raise ValueError(f"{n_q} queries but {n_k} keys: pass q_positions")
         q_positions = torch.arange(n_k, device=dev)
     q_positions = q_positions.to(dev)
-    if heads is None and w.n_kv_heads == w.n_heads:
-        heads = groups = slice(None)  # every head: views of the weights, not copies
-    else:
-        heads = list(range(w.n_heads)) if heads is None else list(heads)
-        groups = [w.group_of(h) for h in heads]
+    heads, groups = _head_index(w, heads)
     q = torch.einsum("bqhd,hde->bqhe", ln1(w, layer, q_in), lw.W_Q[heads]) + lw.b_Q[heads]
     k = torch.einsum("bkhd,hde->bkhe", ln1(w, layer, k_in), lw.W_K[groups]) + lw.b_K[groups]
     v = torch.einsum("bkhd,hde->bkhe", ln1(w, layer, v_in), lw.W_V[groups]) + lw.b_V[groups]
@@ -340,7 +345,7 @@ def one_query_z(
             scale=1 / lw.attn_scale,
         )
         return z.transpose(1, 2)
-    heads_group = [w.group_of(h) for h in range(w.n_heads)]
+    _, heads_group = _head_index(w, None)
     W_K, W_V = lw.W_K[heads_group], lw.W_V[heads_group]
     b_K, b_V = lw.b_K[heads_group], lw.b_V[heads_group]
     q = q[:, 0]
