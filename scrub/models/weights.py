@@ -296,9 +296,7 @@ def _neox(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
         p = f"layers.{i}."
         # HF splits query_key_value's output per head as [head, q|k|v, d_head].
         W = s[p + "attention.query_key_value.weight"].reshape(H, 3, e, d)
-        b = s.get(p + "attention.query_key_value.bias")
-        b = torch.zeros(H, 3, e, dtype=W.dtype) if b is None else b.reshape(H, 3, e)
-        dense_b = s.get(p + "attention.dense.bias")
+        b = _bias(s, p + "attention.query_key_value.bias", (H, 3, e), W.dtype)
         layers.append(
             dict(
                 norm1_w=s[p + "input_layernorm.weight"],
@@ -310,7 +308,7 @@ def _neox(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
                 b_K=b[:, 1],
                 b_V=b[:, 2],
                 W_O=s[p + "attention.dense.weight"].T.reshape(H, e, d),
-                b_O=torch.zeros(d, dtype=W.dtype) if dense_b is None else dense_b,
+                b_O=_bias(s, p + "attention.dense.bias", (d,), W.dtype),
                 attn_scale=math.sqrt(e),
                 norm2_w=s[p + "post_attention_layernorm.weight"],
                 norm2_b=s[p + "post_attention_layernorm.bias"],
@@ -341,6 +339,12 @@ def _neox(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
     )
 
 
+def _bias(s: Mapping[str, Tensor], key: str, shape: tuple[int, ...], dtype) -> Tensor:
+    """The bias ``key`` of state dict ``s`` as ``shape``, or zeros where the model has none."""
+    b = s.get(key)
+    return torch.zeros(shape, dtype=dtype) if b is None else b.reshape(shape)
+
+
 def _llama(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
     d, H = config["hidden_size"], config["num_attention_heads"]
     G = config.get("num_key_value_heads") or H
@@ -348,17 +352,8 @@ def _llama(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
     layers = []
     for i in range(config["num_hidden_layers"]):
         p = f"layers.{i}."
-
-        def bias(name: str, n: int, p=p) -> Tensor:
-            b = s.get(p + name)
-            return (
-                torch.zeros(n, e, dtype=s[p + "self_attn.q_proj.weight"].dtype) if b is None else b
-            )
-
-        o_b = s.get(p + "self_attn.o_proj.bias")
         down = s[p + "mlp.down_proj.weight"]
-        up_b, down_b = s.get(p + "mlp.up_proj.bias"), s.get(p + "mlp.down_proj.bias")
-        gate_b = s.get(p + "mlp.gate_proj.bias")
+        dt, f = down.dtype, down.shape[1]
         layers.append(
             dict(
                 norm1_w=s[p + "input_layernorm.weight"],
@@ -366,20 +361,20 @@ def _llama(config: Mapping[str, Any], s: dict[str, Tensor]) -> dict[str, Any]:
                 W_Q=_heads(s[p + "self_attn.q_proj.weight"], H),
                 W_K=_heads(s[p + "self_attn.k_proj.weight"], G),
                 W_V=_heads(s[p + "self_attn.v_proj.weight"], G),
-                b_Q=bias("self_attn.q_proj.bias", H).reshape(H, e),
-                b_K=bias("self_attn.k_proj.bias", G).reshape(G, e),
-                b_V=bias("self_attn.v_proj.bias", G).reshape(G, e),
+                b_Q=_bias(s, p + "self_attn.q_proj.bias", (H, e), dt),
+                b_K=_bias(s, p + "self_attn.k_proj.bias", (G, e), dt),
+                b_V=_bias(s, p + "self_attn.v_proj.bias", (G, e), dt),
                 W_O=s[p + "self_attn.o_proj.weight"].T.reshape(H, e, d),
-                b_O=torch.zeros(d, dtype=down.dtype) if o_b is None else o_b,
+                b_O=_bias(s, p + "self_attn.o_proj.bias", (d,), dt),
                 attn_scale=math.sqrt(e),
                 norm2_w=s[p + "post_attention_layernorm.weight"],
                 norm2_b=None,
                 W_in=s[p + "mlp.up_proj.weight"].T,
-                b_in=torch.zeros(down.shape[1], dtype=down.dtype) if up_b is None else up_b,
+                b_in=_bias(s, p + "mlp.up_proj.bias", (f,), dt),
                 W_gate=s[p + "mlp.gate_proj.weight"].T,
-                b_gate=torch.zeros(down.shape[1], dtype=down.dtype) if gate_b is None else gate_b,
+                b_gate=_bias(s, p + "mlp.gate_proj.bias", (f,), dt),
                 W_out=down.T,
-                b_out=torch.zeros(d, dtype=down.dtype) if down_b is None else down_b,
+                b_out=_bias(s, p + "mlp.down_proj.bias", (d,), dt),
             )
         )
     rot_dim, base = _rope(config, e)
