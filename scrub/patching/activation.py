@@ -52,6 +52,9 @@ def _start_state(
     with ``mid`` when the state is ``layer``'s MLP input after attention (sequential blocks)."""
     m = where[..., None].to(clean.resid_pre[comp.layer].device)
     layer = comp.layer
+    if comp.kind == "attn_out" and not w.parallel:  # the whole attention output, swapped
+        out = torch.where(m, corrupt.attn_out[layer], clean.attn_out[layer])
+        return clean.resid_pre[layer] + out, layer, True
     if comp.kind in ("head", "attn_out"):
         if comp.kind == "head":
             delta = (
@@ -61,10 +64,7 @@ def _start_state(
             delta = torch.where(m, corrupt.attn_out[layer] - clean.attn_out[layer], 0.0)
         if w.parallel:  # the MLP of this block does not read its attention
             return clean.resid_pre[layer + 1] + delta, layer + 1, False
-        if comp.kind == "head":
-            return clean.resid_mid[layer] + delta, layer, True
-        out = torch.where(m, corrupt.attn_out[layer], clean.attn_out[layer])
-        return clean.resid_pre[layer] + out, layer, True
+        return clean.resid_mid[layer] + delta, layer, True
     if comp.kind == "mlp_out":
         out = torch.where(m, corrupt.mlp_out[layer], clean.mlp_out[layer])
         return clean.resid_mid[layer] + out, layer + 1, False
