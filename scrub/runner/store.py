@@ -347,10 +347,10 @@ def resolve_run(ref: str | Path, root: Path = Path("runs")) -> RunDir:
     if (p / "run.json").is_file():
         return RunDir(p)
     runs = list_runs(root)
-    if str(ref) == "latest":
-        finished = [r for r in runs if r.status() == RunStatus.FINISHED.value]
-        if finished:
-            return finished[-1]
+    if str(ref) == "latest":  # the newest finished run: names sort by start time
+        newest = next((r for r in reversed(runs) if r.status() == RunStatus.FINISHED.value), None)
+        if newest is not None:
+            return newest
         raise ScrubError(
             f"no finished run under {root} ({len(runs)} run(s), none finished)",
             fix="name a run directory, or run `scrub check` to the end",
